@@ -1,0 +1,1 @@
+"""Enhancing images: the execution engine, the Python API, batch jobs, export, and the methods registry."""

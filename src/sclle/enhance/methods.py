@@ -1,0 +1,96 @@
+"""One registry of "image -> image" enhancement methods: identity, classical baselines, DCE-Nets.
+
+Evaluation and benchmarks take method *names* so that every method runs through the same code:
+
+* ``input`` (alias ``none``): the image unchanged;
+* the classical baselines of :mod:`sclle.enhance.baselines` (``gamma``, ``he``, ``clahe``, ``lime``, ``msrcr``);
+* every enhancer in the weights registry (``sclle.list_models()``), optionally with a mode suffix,
+  ``scl-lle-official@fast`` or ``scl-lle-official@fast=0.25``;
+* a path to a DCE-Net checkpoint.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from sclle.errors import SclleError
+
+ImageFn = Callable[[torch.Tensor], torch.Tensor]
+
+
+@dataclass
+class Method:
+    """A named image -> image function on (B, 3, H, W) tensors in [0, 1]."""
+
+    name: str
+    fn: ImageFn
+    kind: str  # "identity" | "baseline" | "model"
+    description: str = ""
+    #: Changes whenever the output could change (weights hash, parameters); keys result caches.
+    fingerprint: str = ""
+    meta: dict = field(default_factory=dict)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fn(x)
+
+
+def _identity(x: torch.Tensor) -> torch.Tensor:
+    return x
+
+
+def _baselines() -> dict:
+    from sclle.enhance.baselines import BASELINES
+
+    return BASELINES
+
+
+def list_methods() -> list[str]:
+    from sclle.models.registry import list_models
+
+    return ["input", *sorted(_baselines()), *(e.name for e in list_models())]
+
+
+def _parse_mode(spec: str) -> tuple[str, bool | float]:
+    if "@" not in spec:
+        return spec, False
+    base, mode = spec.rsplit("@", 1)
+    if mode == "fast":
+        return base, True
+    if mode.startswith("fast="):
+        try:
+            return base, float(mode.split("=", 1)[1])
+        except ValueError:
+            pass
+    raise SclleError(f"bad method mode {mode!r} in {spec!r}; use NAME@fast or NAME@fast=0.25")
+
+
+def get_method(spec: str, *, device: str = "cpu", weights: str | Path | None = None) -> Method:
+    """Resolve a method by name (see module docstring) or checkpoint path."""
+    from sclle.enhance.api import build_engine
+    from sclle.models.registry import _REGISTRY, get_entry, sha256_file
+
+    if spec in {"input", "none"}:
+        return Method(spec, _identity, "identity", "the input, unchanged", fingerprint="identity")
+    baselines = _baselines()
+    if spec in baselines:
+        b = baselines[spec]
+        fp = hashlib.sha256(f"{spec}:{getattr(b, 'description', '')}".encode()).hexdigest()[:16]
+        return Method(spec, b.fn, "baseline", getattr(b, "description", ""), fingerprint=fp)
+    base, fast = _parse_mode(spec)
+    if base in _REGISTRY:
+        entry = get_entry(base)
+        engine = build_engine(base, weights=weights, fast=fast, device=device)
+        fp = f"{entry.sha256[:16]}:{engine.config.fast_scale}"
+        return Method(spec, engine, "model", entry.meta.get("source", ""), fingerprint=fp, meta=entry.meta)
+    p = Path(base).expanduser()
+    if p.is_file():
+        engine = build_engine(str(p), fast=fast, device=device)
+        fp = f"{sha256_file(p)[:16]}:{engine.config.fast_scale}"
+        return Method(spec, engine, "model", f"DCE-Net weights from {p}", fingerprint=fp)
+    known = ", ".join(list_methods())
+    raise SclleError(f"unknown method {spec!r}: not a registered name nor a weights file; known: {known}")
