@@ -15,12 +15,20 @@ def register(app: typer.Typer) -> None:
     def enhance_cmd(
         inputs: list[str] = typer.Argument(..., help="Image files, folders or glob patterns."),
         out: Path = typer.Option(..., "--out", "-o", help="Output folder (created if missing)."),
-        model: str = typer.Option(None, "--model", "-m", help="Registry name (see `sclle models`) or weights file."),
-        weights: Path = typer.Option(None, "--weights", "-w", help="Local file for the --model registry entry."),
+        model: str = typer.Option(
+            None, "--model", "-m", help="Registry name (see `sclle models`) or weights file."
+        ),
+        weights: Path = typer.Option(
+            None, "--weights", "-w", help="Local file for the --model registry entry."
+        ),
         recursive: bool = typer.Option(False, "--recursive", "-r", help="Descend into sub-folders."),
         strength: float = typer.Option(1.0, min=0.0, max=2.0, help="0 = input unchanged, 1 = model output."),
-        fast: bool = typer.Option(False, "--fast", help="Estimate curves on a downscaled copy (much faster)."),
-        fast_scale: float = typer.Option(None, "--fast-scale", help="Downscale for --fast (default: per model)."),
+        fast: bool = typer.Option(
+            False, "--fast", help="Estimate curves on a downscaled copy (much faster)."
+        ),
+        fast_scale: float = typer.Option(
+            None, "--fast-scale", help="Downscale for --fast (default: per model)."
+        ),
         tile: int = typer.Option(None, "--tile", help="Exact mode in tiles of this size (bounded memory)."),
         device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or mps."),
         format: str = typer.Option(None, "--format", "-f", help="Output format (png, jpg, tiff, webp, bmp)."),

@@ -22,6 +22,10 @@ def register(app: typer.Typer) -> None:
             except WeightsError:
                 where = "no (download on first use)" if e.url else "no"
             table.add_row(
-                e.name, "yes" if e.default else "", where, str(e.meta.get("params", "")), e.meta.get("source", "")[:60]
+                e.name,
+                "yes" if e.default else "",
+                where,
+                str(e.meta.get("params", "")),
+                e.meta.get("source", "")[:60],
             )
         Console().print(table)

@@ -55,7 +55,9 @@ def build_engine(
     if isinstance(model, DCENet):
         net = model
     else:
-        net, entry = _cached_model(None if model is None else str(model), None if weights is None else str(weights))
+        net, entry = _cached_model(
+            None if model is None else str(model), None if weights is None else str(weights)
+        )
     if fast is True:
         scale: float | None = entry.fast_scale if entry is not None else 0.5
     elif fast is False or fast is None:

@@ -68,7 +68,14 @@ def enhance_files(
         if compare:
             sheet = io.side_by_side(img.rgb, rgb)
             cmp_img = io.Image(
-                rgb=sheet, alpha=None, mode="rgb", bit_depth=8, format="PNG", exif=None, icc_profile=None, path=None
+                rgb=sheet,
+                alpha=None,
+                mode="rgb",
+                bit_depth=8,
+                format="PNG",
+                exif=None,
+                icc_profile=None,
+                path=None,
             )
             cmp_path = dst.with_name(dst.stem + "_compare.png")
             written.append(io.write_image(cmp_path, cmp_img, sheet, format="PNG", overwrite=overwrite))
@@ -84,9 +91,10 @@ def enhance_files(
         yield from pending
 
     writes: list[tuple[Path, Future]] = []
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as readers, ThreadPoolExecutor(
-        max_workers=max(1, workers)
-    ) as writers:
+    with (
+        ThreadPoolExecutor(max_workers=max(1, workers)) as readers,
+        ThreadPoolExecutor(max_workers=max(1, workers)) as writers,
+    ):
         bar = tqdm(total=len(jobs), desc="enhance", unit="img", disable=not progress)
         for src, dst, fut in prefetch(readers):
             try:

@@ -73,7 +73,9 @@ def _tiles(n: int, tile: int) -> list[tuple[int, int]]:
     return [(s, min(s + tile, n)) for s in range(0, n, tile)]
 
 
-def tiled_enhance(net: DCENet, x: torch.Tensor, tile: int, overlap: int, strength: float = 1.0) -> torch.Tensor:
+def tiled_enhance(
+    net: DCENet, x: torch.Tensor, tile: int, overlap: int, strength: float = 1.0
+) -> torch.Tensor:
     """Exact enhancement computed tile by tile; equals ``apply_curves(x, net(x))``.
 
     Each tile is run with a halo of ``overlap`` >= 7 pixels; the network's zero padding only
@@ -114,11 +116,11 @@ class Engine:
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         check_image(x)
         cfg = self.config
+        if cfg.strength == 0.0:
+            return x.clone()  # exactly the input, whatever its dtype or device
         src_device, src_dtype = x.device, x.dtype
         x = x.to(self.device, torch.float32).clamp(0.0, 1.0)
-        if cfg.strength == 0.0:
-            y = x.clone()
-        elif cfg.tile is not None and cfg.fast_scale is None:
+        if cfg.tile is not None and cfg.fast_scale is None:
             y = tiled_enhance(self.net, x, cfg.tile, cfg.overlap, cfg.strength)
         else:
             y = apply_curves(x, self.curves(x))

@@ -46,7 +46,9 @@ def export_model(net: DCENet, path: str | Path, *, format: str = "onnx", opset: 
             try:
                 import onnx  # noqa: F401
             except ImportError:
-                raise SclleError("ONNX export needs the optional packages: pip install 'sclle[export]'") from None
+                raise SclleError(
+                    "ONNX export needs the optional packages: pip install 'sclle[export]'"
+                ) from None
             b, h, w = torch.export.Dim("batch"), torch.export.Dim("height"), torch.export.Dim("width")
             torch.onnx.export(
                 graph,

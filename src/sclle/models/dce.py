@@ -30,9 +30,7 @@ def apply_curves(image: torch.Tensor, curve_maps: torch.Tensor, *, clamp: bool =
     if curve_maps.ndim != 4 or curve_maps.shape[1] != 3 * N_ITERATIONS:
         raise ValueError(f"curve_maps must be (B, 24, H, W), got {tuple(curve_maps.shape)}")
     if curve_maps.shape[0] != image.shape[0] or curve_maps.shape[-2:] != image.shape[-2:]:
-        raise ValueError(
-            f"curve_maps {tuple(curve_maps.shape)} do not match image {tuple(image.shape)}"
-        )
+        raise ValueError(f"curve_maps {tuple(curve_maps.shape)} do not match image {tuple(image.shape)}")
     x = image
     for r in torch.split(curve_maps, 3, dim=1):
         x = x + r * (x * x - x)

@@ -1,0 +1,72 @@
+"""Execution modes: strength, fast (low-res curves), tiled exact."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from sclle.enhance.engine import Engine, EngineConfig, fast_curves, tiled_enhance
+from sclle.models.dce import DCENet
+
+
+@pytest.fixture(scope="module")
+def net() -> DCENet:
+    torch.manual_seed(0)
+    n = DCENet().eval()
+    with torch.no_grad():  # a darker-than-default init so curves are not ~0
+        n.e_conv7.bias.fill_(-0.4)
+    return n
+
+
+def test_strength_zero_is_identity(net):
+    x = torch.rand(1, 3, 33, 47)
+    assert torch.equal(Engine(net, EngineConfig(strength=0.0))(x), x)
+
+
+def test_strength_scales_curves_monotonically(net):
+    x = torch.rand(1, 3, 24, 24) * 0.3
+    means = [Engine(net, EngineConfig(strength=s))(x).mean().item() for s in (0.0, 0.5, 1.0, 1.5)]
+    assert means == sorted(means) and means[-1] > means[0]
+    assert torch.allclose(Engine(net, EngineConfig(strength=1.0))(x), net.enhance(x))
+
+
+@pytest.mark.parametrize("tile,size", [(32, (70, 95)), (17, (40, 41)), (64, (64, 64)), (16, (100, 23))])
+def test_tiled_equals_untiled(net, tile, size):
+    x = torch.rand(2, 3, *size)
+    with torch.no_grad():
+        full = net.enhance(x)
+        tiled = tiled_enhance(net, x, tile=tile, overlap=7)
+    assert (full - tiled).abs().max() <= 1e-5
+
+
+def test_tiled_with_too_little_overlap_differs(net):
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        bad = tiled_enhance(net, x, tile=16, overlap=2)
+        assert (bad - net.enhance(x)).abs().max() > 1e-5  # the overlap requirement is real
+    with pytest.raises(ValueError, match="receptive-field"):
+        EngineConfig(tile=32, overlap=3)
+
+
+def test_fast_keeps_size_and_is_close_for_smooth_images(net):
+    yy, xx = torch.meshgrid(torch.linspace(0, 1, 81), torch.linspace(0, 1, 123), indexing="ij")
+    x = (0.05 + 0.2 * torch.stack([yy, xx, (yy + xx) / 2])).unsqueeze(0)
+    with torch.no_grad():
+        c = fast_curves(net, x, 0.25)
+    assert c.shape == (1, 24, 81, 123)
+    exact = Engine(net)(x)
+    fast = Engine(net, EngineConfig(fast_scale=0.25))(x)
+    assert fast.shape == x.shape
+    mse = torch.mean((fast - exact) ** 2)
+    assert 10 * torch.log10(1 / mse) > 25
+
+
+def test_engine_preserves_dtype_and_rejects_bad_shapes(net):
+    x = torch.rand(1, 3, 8, 8, dtype=torch.float64)
+    assert Engine(net)(x).dtype == torch.float64
+    with pytest.raises(ValueError, match=r"\(B, 3, H, W\)"):
+        Engine(net)(torch.rand(3, 8, 8))
+    with pytest.raises(ValueError, match="float"):
+        Engine(net)(torch.zeros(1, 3, 8, 8, dtype=torch.uint8))
+    with pytest.raises(ValueError, match="strength"):
+        EngineConfig(strength=-0.1)
