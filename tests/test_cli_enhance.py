@@ -133,3 +133,21 @@ def test_console_script_prints_one_line_error(tmp_path, weights):
     lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: ") and "sha256 mismatch" in lines[0]
     assert str(weights) in lines[0]
+
+
+def test_recursive_rerun_ignores_outputs_inside_input_folder(tmp_path, weights):
+    _dark(tmp_path / "a.png")
+    out = tmp_path / "enhanced"
+    for _ in range(2):
+        r = _run(tmp_path, "-o", out, "--model", weights, "-q", "--recursive")
+        assert r.exit_code == 0, r.output
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*.png")) == ["a.png"]
+
+
+def test_conversion_notes_reported_once(tmp_path, weights):
+    rgba = (np.random.default_rng(0).random((20, 20, 4)) * 60).astype(np.uint8)
+    for name in ("x.png", "y.png"):
+        Image.fromarray(rgba, "RGBA").save(tmp_path / name)
+    r = _run(tmp_path / "x.png", tmp_path / "y.png", "-o", tmp_path / "o", "--model", weights, "-q", "-f", "jpg")
+    assert r.exit_code == 0
+    assert r.output.count("alpha channel dropped") == 1

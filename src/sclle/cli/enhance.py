@@ -50,6 +50,8 @@ def register(app: typer.Typer) -> None:
             inputs, out, engine, recursive=recursive, format=format, quality=quality,
             overwrite=overwrite, compare=compare, suffix=suffix, progress=not quiet,
         )  # fmt: skip
+        for line in res.notes:
+            typer.echo(f"note: {line}", err=True)
         for line in res.skipped:
             typer.echo(f"skipped: {line}", err=True)
         for line in res.failed:

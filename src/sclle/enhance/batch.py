@@ -7,6 +7,7 @@ Inputs are never written to; existing outputs are kept unless ``overwrite``.
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ class BatchResult:
     written: list[Path] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)  # outputs that existed (no --overwrite)
     failed: list[str] = field(default_factory=list)  # one line each: "<file>: <reason>"
+    notes: list[str] = field(default_factory=list)  # what did not survive the output format, once each
     seconds: float = 0.0
 
     @property
@@ -55,8 +57,11 @@ def enhance_files(
     items, errors = io.find_images(inputs, recursive=recursive)
     result.failed.extend(errors)
     out_dir = Path(out_dir)
+    out_resolved = out_dir.resolve()
     jobs: list[tuple[Path, Path]] = []
     for src, base in items:
+        if out_resolved in src.resolve().parents and out_resolved != base.resolve():
+            continue  # an earlier run's outputs inside a recursively scanned input folder
         dst = io.output_path(src, out_dir, format=format, suffix=suffix, relative_to=base)
         if dst.exists() and not overwrite:
             result.skipped.append(f"{dst}: exists (use --overwrite to replace it)")
@@ -64,7 +69,9 @@ def enhance_files(
         jobs.append((src, dst))
 
     def write(img: io.Image, rgb, dst: Path) -> list[Path]:
-        written = [io.write_image(dst, img, rgb, format=format, quality=quality, overwrite=overwrite)]
+        with warnings.catch_warnings():  # notes are collected below and reported once, not per file
+            warnings.simplefilter("ignore", io.ConversionWarning)
+            written = [io.write_image(dst, img, rgb, format=format, quality=quality, overwrite=overwrite)]
         if compare:
             sheet = io.side_by_side(img.rgb, rgb)
             cmp_img = io.Image(
@@ -99,6 +106,9 @@ def enhance_files(
         for src, dst, fut in prefetch(readers):
             try:
                 img = fut.result()
+                for note in io.conversion_notes(img, format or img.format or "PNG"):
+                    if note not in result.notes:
+                        result.notes.append(note)
                 out = engine(io.to_tensor(img.rgb))
                 rgb = io.from_tensor(out)
                 writes.append((src, writers.submit(write, img, rgb, dst)))
