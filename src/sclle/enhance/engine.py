@@ -63,6 +63,8 @@ def fast_curves(net: DCENet, x: torch.Tensor, scale: float) -> torch.Tensor:
     h, w = x.shape[-2:]
     if scale >= 1.0:
         return net(x)
+    # Same resampling in training (scale-consistency loss) and inference, so the trained
+    # consistency carries over exactly.
     sh, sw = max(1, round(h * scale)), max(1, round(w * scale))
     small = F.interpolate(x, size=(sh, sw), mode="bilinear", align_corners=False, antialias=True)
     curves = net(small)

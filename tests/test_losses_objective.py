@@ -1,0 +1,170 @@
+"""Tests of sclle.losses.objective: gradients reach the enhancer (not VGG), ablations, config."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from sclle.losses.contrastive import (
+    OVER_EXPOSED,
+    UNDER_EXPOSED,
+    PoolStats,
+    compute_pool_stats,
+    contrastive_loss,
+    gram_matrix,
+    mean_brightness,
+)
+from sclle.losses.objective import LossConfig, LossWeights, SCLObjective
+from sclle.losses.preservation import estimate_curves_at_scale
+from sclle.models.dce import DCENet, apply_curves
+from sclle.models.vgg import VGG16Features
+
+SIZE = 32
+
+
+@pytest.fixture(scope="module")
+def vgg():
+    return VGG16Features(("relu1_2", "relu2_2", "relu4_3"), pretrained=False)
+
+
+@pytest.fixture(scope="module")
+def pools(vgg):
+    g = torch.Generator().manual_seed(0)
+    pos = compute_pool_stats(
+        vgg, 0.3 + 0.4 * torch.rand(3, 3, SIZE, SIZE, generator=g), ("relu1_2", "relu2_2")
+    )
+    under = compute_pool_stats(
+        vgg, 0.1 * torch.rand(2, 3, SIZE, SIZE, generator=g), ("relu1_2", "relu2_2"), kind=UNDER_EXPOSED
+    )
+    over = compute_pool_stats(
+        vgg, 0.9 + 0.1 * torch.rand(2, 3, SIZE, SIZE, generator=g), ("relu1_2", "relu2_2"), kind=OVER_EXPOSED
+    )
+    return pos, PoolStats.cat([under, over])
+
+
+def _step(vgg, pools, config, *, with_seg=True):
+    torch.manual_seed(0)
+    net = DCENet()
+    seg = nn.Conv2d(3, 4, 3, padding=1).requires_grad_(False)
+    low = 0.2 * torch.rand(2, 3, SIZE, SIZE)
+    curves = net(low)
+    enhanced = apply_curves(low, curves)
+    labels = torch.randint(0, 4, (2, SIZE, SIZE))
+    labels[:, :4] = 255
+    objective = SCLObjective(config, vgg=vgg)
+    out = objective(
+        low,
+        enhanced,
+        curves,
+        labels=labels,
+        seg_logits=seg(enhanced) if with_seg else None,
+        pos_stats=pools[0],
+        neg_stats=pools[1],
+        curves_small_up=estimate_curves_at_scale(net, low, 0.25),
+    )
+    return net, seg, out
+
+
+def test_gradients_reach_enhancer_not_vgg_or_segmenter(vgg, pools):
+    cfg = LossConfig(weights=LossWeights(scale_consistency=1.0))
+    net, seg, out = _step(vgg, pools, cfg)
+    expected = {
+        "contrastive_gram",
+        "contrastive_brightness",
+        "semantic_brightness",
+        "segmentation_ce",
+        "feature_preservation",
+        "color",
+        "smoothness",
+        "scale_consistency",
+        "total",
+    }
+    assert set(out) == expected
+    total = sum(v for k, v in out.items() if k != "total")
+    torch.testing.assert_close(out["total"], total)
+    out["total"].backward()
+    grads = [p.grad for p in net.parameters()]
+    assert all(g is not None and torch.isfinite(g).all() for g in grads)
+    assert sum(float(g.abs().sum()) for g in grads) > 0
+    assert all(p.grad is None for p in vgg.parameters())
+    assert all(p.grad is None for p in seg.parameters())
+
+
+@pytest.mark.parametrize(
+    "term",
+    [
+        "contrastive_gram",
+        "contrastive_brightness",
+        "segmentation_ce",
+        "feature_preservation",
+        "semantic_brightness",
+    ],
+)
+def test_each_paper_term_alone_trains_the_enhancer(vgg, pools, term):
+    zero = {f: 0.0 for f in LossWeights.__dataclass_fields__}
+    zero[term] = 1.0
+    cfg = LossConfig(weights=LossWeights(**zero), gram_margin=100.0, brightness_margin=100.0)
+    net, _, out = _step(vgg, pools, cfg)
+    assert set(out) == {term, "total"}
+    out["total"].backward()
+    assert sum(float(p.grad.abs().sum()) for p in net.parameters() if p.grad is not None) > 0
+
+
+def test_ablation_switches(vgg, pools):
+    _, _, out = _step(
+        vgg, pools, LossConfig(use_contrastive=False, use_semantic=False, use_preservation=False)
+    )
+    assert set(out) == {"color", "smoothness", "total"}
+
+
+def test_negative_kind_switches_match_manual_subset(vgg, pools):
+    pos, neg = pools
+    torch.manual_seed(1)
+    enhanced = torch.rand(2, 3, SIZE, SIZE)
+    cfg = LossConfig(use_under_negatives=False, use_semantic=False, use_preservation=False)
+    objective = SCLObjective(cfg, vgg=vgg)
+    assert len(objective.select_negatives(neg)) == 2
+    assert objective.select_negatives(neg).kind.tolist() == [OVER_EXPOSED, OVER_EXPOSED]
+    out = objective(enhanced, enhanced, torch.zeros(2, 24, SIZE, SIZE), pos_stats=pos, neg_stats=neg)
+    feats = vgg(enhanced)
+    over = neg.of_kind(OVER_EXPOSED)
+    manual = contrastive_loss(
+        {n: gram_matrix(feats[n]) for n in cfg.gram_layers},
+        pos.grams,
+        over.grams,
+        mean_brightness(enhanced),
+        pos.brightness,
+        over.brightness,
+        distance=cfg.distance,
+        aggregate=cfg.aggregate,
+    )
+    torch.testing.assert_close(out["contrastive_gram"], cfg.weights.contrastive_gram * manual["gram"])
+    torch.testing.assert_close(
+        out["contrastive_brightness"], cfg.weights.contrastive_brightness * manual["brightness"]
+    )
+    no_neg = SCLObjective(LossConfig(use_negatives=False), vgg=vgg)
+    assert no_neg.select_negatives(neg) is None
+
+
+def test_missing_inputs_raise(vgg, pools):
+    with pytest.raises(ValueError, match="seg_logits"):
+        _step(vgg, pools, LossConfig(), with_seg=False)
+    objective = SCLObjective(LossConfig(use_semantic=False), vgg=vgg)
+    x = torch.rand(1, 3, SIZE, SIZE)
+    with pytest.raises(ValueError, match="pos_stats"):
+        objective(x, x, torch.zeros(1, 24, SIZE, SIZE))
+
+
+def test_config_round_trip_and_unknown_keys():
+    cfg = LossConfig(weights=LossWeights(color=3.0), gram_layers=("relu1_2",), use_over_negatives=False)
+    again = LossConfig.from_dict(cfg.to_dict())
+    assert again == cfg
+    with pytest.raises(ValueError, match="known"):
+        LossConfig.from_dict({"wieghts": {}})
+    with pytest.raises(ValueError, match="known"):
+        LossConfig.from_dict({"weights": {"colour": 1.0}})
+    with pytest.raises(ValueError, match="unknown VGG-16 layer"):
+        LossConfig(gram_layers=("relu6_1",))
+    assert LossConfig().gram_margin == 0.3 and LossConfig().brightness_margin == 0.04
+    assert LossConfig().weights.scale_consistency == 0.0
