@@ -1,0 +1,144 @@
+"""Image-quality and segmentation metrics, calibrated against their published MATLAB values.
+
+Each metric is a function plus an ``nn.Module`` twin taking (B, 3, H, W) float tensors in [0, 1]
+(CPU or GPU) and returning a (B,) float64 tensor; create them by name::
+
+    from sclle import metrics
+    niqe = metrics.create("niqe")
+    scores = niqe(batch)                       # (B,), lower is better
+    ssim = metrics.create("ssim", color="y")   # (image, reference) -> (B,)
+    [m.name for m in metrics.list_metrics()]
+
+Names prefixed ``pyiqa:`` (e.g. ``pyiqa:musiq``, ``pyiqa:unique``, ``pyiqa:brisque``) are created
+through the optional pyiqa package. How each built-in metric was calibrated is in its module
+docstring and in tests/test_metrics_calibration.py.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Literal
+
+from torch import nn
+
+from sclle.errors import SclleError
+from sclle.metrics._entropy import Entropy, entropy
+from sclle.metrics._niqe import NIQE, niqe
+from sclle.metrics._piqe import PIQE, piqe
+from sclle.metrics._pyiqa import PREFIX as PYIQA_PREFIX
+from sclle.metrics._pyiqa import PyiqaMetric
+from sclle.metrics.full_reference import PSNR, SSIM, psnr, ssim
+from sclle.metrics.segmentation import (
+    ConfusionMatrix,
+    confusion_matrix,
+    iou_from_confusion,
+    miou_from_confusion,
+)
+
+
+@dataclass(frozen=True)
+class MetricInfo:
+    """A registry entry. ``kind``: "nr" no-reference, "fr" full-reference, "seg" segmentation."""
+
+    name: str
+    kind: Literal["nr", "fr", "seg"]
+    lower_is_better: bool
+    description: str
+    factory: Callable[..., nn.Module] = field(repr=False, compare=False)
+
+
+_REGISTRY: dict[str, MetricInfo] = {
+    m.name: m
+    for m in (
+        MetricInfo(
+            "niqe",
+            "nr",
+            True,
+            "NIQE (Mittal et al. 2013), original MATLAB release; within 1% of the official values",
+            NIQE,
+        ),
+        MetricInfo(
+            "piqe",
+            "nr",
+            True,
+            "PIQE (Venkatanath et al. 2015) as MATLAB piqe, 0..100; matches official values to 0.01",
+            PIQE,
+        ),
+        MetricInfo(
+            "entropy",
+            "nr",
+            False,
+            "Shannon entropy (bits) of the 8-bit grey histogram, as MATLAB entropy(rgb2gray(I))",
+            Entropy,
+        ),
+        MetricInfo(
+            "psnr",
+            "fr",
+            False,
+            "PSNR in dB over 8-bit RGB (color='rgb'|'y'|'gray'); inf for identical images",
+            PSNR,
+        ),
+        MetricInfo(
+            "ssim",
+            "fr",
+            False,
+            "SSIM (Wang et al. 2004, ssim_index.m) on 8-bit rgb2gray (color='gray'|'y'|'rgb')",
+            SSIM,
+        ),
+        MetricInfo(
+            "miou",
+            "seg",
+            False,
+            "mean IoU accumulated in a ConfusionMatrix(num_classes, ignore_index=255)",
+            ConfusionMatrix,
+        ),
+    )
+}
+
+
+def list_metrics() -> list[MetricInfo]:
+    """The built-in metrics (``pyiqa:<name>`` ones are not listed; see pyiqa.list_models())."""
+    return list(_REGISTRY.values())
+
+
+def get_metric_info(name: str) -> MetricInfo:
+    """Registry entry of a built-in metric; SclleError listing the known names otherwise."""
+    try:
+        return _REGISTRY[name.lower()]
+    except KeyError:
+        known = ", ".join(_REGISTRY)
+        raise SclleError(
+            f"unknown metric {name!r}; known metrics: {known} (or '{PYIQA_PREFIX}<name>' with pyiqa installed)"
+        ) from None
+
+
+def create(name: str, **kwargs) -> nn.Module:
+    """Build a metric module by name, e.g. ``create("ssim", color="y")`` or ``create("miou", num_classes=11)``."""
+    if name.lower().startswith(PYIQA_PREFIX):
+        return PyiqaMetric(name[len(PYIQA_PREFIX) :], **kwargs)
+    module = get_metric_info(name).factory(**kwargs)
+    return module.eval()
+
+
+__all__ = [
+    "MetricInfo",
+    "create",
+    "list_metrics",
+    "get_metric_info",
+    "niqe",
+    "piqe",
+    "entropy",
+    "psnr",
+    "ssim",
+    "NIQE",
+    "PIQE",
+    "Entropy",
+    "PSNR",
+    "SSIM",
+    "ConfusionMatrix",
+    "confusion_matrix",
+    "iou_from_confusion",
+    "miou_from_confusion",
+    "PyiqaMetric",
+]
