@@ -1,0 +1,271 @@
+"""Segmentation under darkness: does enhancement restore what a normal-light segmenter sees?
+
+The SCL-LLE paper (Table 4) darkens street scenes with ``x ** gamma`` (gamma in {1, 2, 6, 10}), enhances
+them with each method and reports the mIoU of a fixed segmenter. :func:`darkness_benchmark` does the same
+on CamVid's test split with the project's segmenter and any enhancement method of
+:func:`sclle.enhance.methods.get_method` (or a callable), and writes a CSV, a Markdown table (methods x
+gamma) and a plot of mIoU vs gamma.
+
+Also here: the confusion-matrix mIoU used by segmentation training and ``sclle segment-eval``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, Subset
+from tqdm.auto import tqdm
+
+from sclle.data.camvid import CLASS_NAMES, IGNORE_INDEX, CamVid
+from sclle.data.darken import gamma_darken
+
+ImageFn = Callable[[torch.Tensor], torch.Tensor]
+
+
+# ----------------------------------------------------------------------------------------------------
+# Metrics (a small private confusion matrix: swap for sclle.metrics' one if it gains one)
+# ----------------------------------------------------------------------------------------------------
+
+
+class SegConfusion:
+    """Accumulates a (C, C) confusion matrix (rows = truth, columns = prediction) on the tensors' device."""
+
+    def __init__(
+        self, num_classes: int, ignore_index: int = IGNORE_INDEX, device: str | torch.device = "cpu"
+    ):
+        self.num_classes = num_classes
+        self.ignore_index = ignore_index
+        self.mat = torch.zeros(num_classes, num_classes, dtype=torch.int64, device=device)
+
+    def update(self, pred: torch.Tensor, target: torch.Tensor) -> None:
+        if pred.shape != target.shape:
+            raise ValueError(
+                f"prediction {tuple(pred.shape)} and target {tuple(target.shape)} differ in shape"
+            )
+        c = self.num_classes
+        keep = (target != self.ignore_index) & (target >= 0) & (target < c)
+        idx = target[keep].long().to(self.mat.device) * c + pred[keep].long().to(self.mat.device)
+        self.mat += torch.bincount(idx, minlength=c * c).view(c, c)
+
+    def iou(self) -> torch.Tensor:
+        """Per-class IoU (float64); NaN for a class absent from both truth and prediction."""
+        m = self.mat.double()
+        tp = m.diag()
+        denom = m.sum(0) + m.sum(1) - tp
+        return torch.where(denom > 0, tp / denom.clamp(min=1), torch.full_like(tp, math.nan))
+
+    def miou(self) -> float:
+        return float(self.iou().nanmean())
+
+    def pixel_accuracy(self) -> float:
+        total = int(self.mat.sum())
+        return float(self.mat.diag().sum()) / total if total else math.nan
+
+
+@dataclass
+class SegScores:
+    miou: float
+    pixel_accuracy: float
+    per_class_iou: dict[str, float]
+    n_images: int
+
+    def as_dict(self) -> dict:
+        return {
+            "miou": self.miou,
+            "pixel_accuracy": self.pixel_accuracy,
+            "per_class_iou": self.per_class_iou,
+            "n_images": self.n_images,
+        }
+
+
+def _scores(conf: SegConfusion, class_names: Sequence[str], n: int) -> SegScores:
+    iou = conf.iou().tolist()
+    return SegScores(conf.miou(), conf.pixel_accuracy(), dict(zip(class_names, iou, strict=True)), n)
+
+
+def pick_device(device: str | torch.device = "auto") -> torch.device:
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def _loader(dataset: Dataset, limit: int | None, batch_size: int, workers: int) -> DataLoader:
+    if limit is not None:
+        dataset = Subset(dataset, range(min(limit, len(dataset))))
+    return DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers)
+
+
+@torch.no_grad()
+def evaluate_segmentation(
+    model: nn.Module,
+    dataset: Dataset,
+    *,
+    class_names: Sequence[str] = CLASS_NAMES,
+    batch_size: int = 4,
+    device: str | torch.device = "auto",
+    limit: int | None = None,
+    workers: int = 0,
+    progress: bool = True,
+    amp: bool = False,
+) -> SegScores:
+    """mIoU, pixel accuracy and per-class IoU of ``model`` on a dataset of (image, label) pairs."""
+    dev = pick_device(device)
+    was_training = model.training
+    model.eval()
+    conf = SegConfusion(len(class_names), device=dev)
+    n = 0
+    for x, y in tqdm(_loader(dataset, limit, batch_size, workers), desc="segment-eval", disable=not progress):
+        x, y = x.to(dev), y.to(dev)
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp and dev.type == "cuda"):
+            logits = model(x)
+        conf.update(logits.argmax(1), y)
+        n += x.shape[0]
+    model.train(was_training)
+    return _scores(conf, class_names, n)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Darkness benchmark
+# ----------------------------------------------------------------------------------------------------
+
+
+def _resolve_method(method: str | ImageFn, device: torch.device) -> tuple[str, ImageFn]:
+    if callable(method):
+        return getattr(method, "name", getattr(method, "__name__", "custom")), method
+    from sclle.enhance.methods import get_method
+
+    return method, get_method(method, device=str(device))
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def _markdown(rows: list[dict], names: list[str], gammas: Sequence[float]) -> str:
+    table = {(r["method"], r["gamma"]): r["miou"] for r in rows}
+    head = "| method | " + " | ".join(f"γ={g:g}" for g in gammas) + " |"
+    sep = "|---|" + "---:|" * len(gammas)
+    lines = ["mIoU (%) of the segmenter on darkened (x^γ), then enhanced, CamVid images", "", head, sep]
+    for name in names:
+        cells = [f"{100 * table[(name, float(g))]:.2f}" for g in gammas]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _plot(rows: list[dict], names: list[str], gammas: Sequence[float], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
+    for name in names:
+        ys = [
+            100 * next(r["miou"] for r in rows if r["method"] == name and r["gamma"] == float(g))
+            for g in gammas
+        ]
+        ax.plot(list(gammas), ys, marker="o", label=name)
+    ax.set_xlabel("darkening γ (image = x^γ)")
+    ax.set_ylabel("mIoU (%)")
+    ax.set_title("Segmentation under darkness (CamVid)")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    _atomic_write(path, buf.getvalue())
+
+
+@torch.no_grad()
+def darkness_benchmark(
+    methods: Sequence[str | ImageFn],
+    data_root: str | Path,
+    *,
+    gammas: Sequence[float] = (1, 2, 6, 10),
+    split: str = "test",
+    segmenter: nn.Module | str | Path | None = None,
+    limit: int | None = None,
+    out_dir: str | Path | None = None,
+    batch_size: int = 4,
+    device: str | torch.device = "auto",
+    workers: int = 0,
+    progress: bool = True,
+    dataset: Dataset | None = None,
+) -> list[dict]:
+    """mIoU of ``segmenter`` on CamVid ``split`` darkened by ``x ** gamma`` and enhanced by each method.
+
+    Args:
+        methods: method names for :func:`sclle.enhance.methods.get_method` ("none" = no enhancement) or
+            callables (B,3,H,W) -> (B,3,H,W).
+        segmenter: a model, a registry name / file for :func:`load_segmenter`, or None for the bundled one.
+        dataset: use this (image, label) dataset instead of ``CamVid(data_root, split)``.
+        out_dir: when given, writes ``darkness.csv``, ``darkness.md`` and ``darkness.png`` there.
+    Returns:
+        One row per (method, gamma): ``{"method", "gamma", "miou", "pixel_accuracy", "n_images"}``
+        plus ``"iou_<class>"`` per class.
+    """
+    from sclle.models.segmentation import SemanticPrior, load_segmenter
+
+    dev = pick_device(device)
+    if segmenter is None or isinstance(segmenter, (str, Path)):
+        segmenter = load_segmenter(segmenter, device=dev)
+    model = SemanticPrior(segmenter.to(dev)).eval()
+    data = dataset if dataset is not None else CamVid(data_root, split)
+    resolved = [_resolve_method(m, dev) for m in methods]
+    names = [n for n, _ in resolved]
+    if len(set(names)) != len(names):
+        raise ValueError(f"duplicate method names: {names}")
+    gammas = [float(g) for g in gammas]
+    num_classes = getattr(segmenter, "num_classes", len(CLASS_NAMES))
+    class_names = (
+        list(CLASS_NAMES) if num_classes == len(CLASS_NAMES) else [str(i) for i in range(num_classes)]
+    )
+    confs = {(n, g): SegConfusion(num_classes, device=dev) for n in names for g in gammas}
+    loader = _loader(data, limit, batch_size, workers)
+    n_images = 0
+    bar = tqdm(total=len(loader) * len(gammas) * len(names), desc="darkness", disable=not progress)
+    for x, y in loader:
+        x, y = x.to(dev), y.to(dev)
+        n_images += x.shape[0]
+        for g in gammas:
+            dark = gamma_darken(x, g)
+            for name, fn in resolved:
+                enhanced = fn(dark).clamp(0, 1).to(dev)
+                confs[(name, g)].update(model(enhanced).argmax(1), y)
+                bar.update(1)
+    bar.close()
+    rows = []
+    for name in names:
+        for g in gammas:
+            s = _scores(confs[(name, g)], class_names, n_images)
+            row = {
+                "method": name,
+                "gamma": g,
+                "miou": s.miou,
+                "pixel_accuracy": s.pixel_accuracy,
+                "n_images": n_images,
+            }
+            row.update({f"iou_{c}": v for c, v in s.per_class_iou.items()})
+            rows.append(row)
+    if out_dir is not None:
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+        _atomic_write(out / "darkness.csv", buf.getvalue().encode())
+        _atomic_write(out / "darkness.md", _markdown(rows, names, gammas).encode())
+        _plot(rows, names, gammas, out / "darkness.png")
+    return rows

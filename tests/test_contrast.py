@@ -1,0 +1,178 @@
+"""Contrastive pool: building from multi-exposure sequences, loading, cached VGG statistics, sampling."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from sclle import io
+from sclle.data import contrast
+from sclle.data.contrast import ContrastPool, PoolParams, alignment, build_pool, discover_scenes
+
+
+def _scene(rng: np.random.Generator, size: int = 96) -> np.ndarray:
+    """A textured float scene in [0.05, 0.95] (blocks + a gradient)."""
+    base = rng.random((size // 8, size // 8, 3))
+    img = np.kron(base, np.ones((8, 8, 1)))
+    ramp = np.linspace(0, 1, size)[None, :, None]
+    return np.clip(0.05 + 0.6 * img + 0.3 * ramp, 0, 1)
+
+
+def _exposures(scene: np.ndarray, gains=(0.08, 0.2, 0.45, 1.0, 1.6)) -> list[np.ndarray]:
+    return [np.clip(scene * g, 0, 1) for g in gains]
+
+
+def _write(path, rgb: np.ndarray) -> None:
+    rgb = rgb.astype(np.float32)
+    io.write_image(path, io.from_array(rgb), rgb, overwrite=True)
+
+
+@pytest.fixture
+def flat_source(tmp_path):
+    """Frames in one folder + a CSV: a good scene, a misaligned scene (shifted view), a singleton."""
+    rng = np.random.default_rng(0)
+    src = tmp_path / "frames"
+    src.mkdir()
+    rows = []
+    n = 0
+    good = _exposures(_scene(rng))
+    order = [3, 0, 4, 1, 2]  # files not in exposure order, as in SICE's lexicographic numbering
+    for k in order:
+        n += 1
+        _write(src / f"{n}.png", good[k])
+        rows.append((f"{n}.png", "a"))
+    shifted_scene = _scene(rng)
+    frames = _exposures(shifted_scene)
+    for k, f in enumerate(frames):  # every other exposure comes from a view shifted by 6 px
+        n += 1
+        _write(src / f"{n}.png", np.roll(f, 6 * (k % 2), axis=1))
+        rows.append((f"{n}.png", "b"))
+    n += 1
+    _write(src / f"{n}.png", _scene(rng))
+    rows.append((f"{n}.png", "c"))
+    with open(src / "sequences.csv", "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["file", "sequence_id"])
+        w.writerows(rows)
+    return src
+
+
+def test_alignment_detects_shift():
+    rng = np.random.default_rng(1)
+    frames = [np.round(f * 255).astype(np.uint8) for f in _exposures(_scene(rng, 128))]
+    corr, shift = alignment(frames, side=128, corr_side=64)
+    assert min(corr) > 0.5 and max(shift) < 0.5
+    shifted = [np.roll(f, 8 * (i % 2), axis=1) for i, f in enumerate(frames)]
+    _, shift2 = alignment(shifted, side=128, corr_side=64)
+    assert max(shift2) > 3.0
+
+
+def test_build_pool_keeps_good_drops_misaligned_and_singleton(flat_source, tmp_path):
+    out = tmp_path / "pool"
+    meta = build_pool(
+        flat_source, out, params=PoolParams(size=64, align_side=96, corr_side=48), progress=False
+    )
+    assert [s["id"] for s in meta["scenes"]] == ["a"]
+    reasons = {d["id"]: d["reason"] for d in meta["dropped"]}
+    assert reasons["c"] == "singleton"
+    assert "do not align" in reasons["b"]
+    scene = meta["scenes"][0]
+    # sorted by brightness, not file number; darkest/brightest become the negatives
+    assert scene["frame_means"] == sorted(scene["frame_means"])
+    assert scene["under"]["frame"] == "2.png" and scene["over"]["frame"] == "3.png"
+    for sub in ("positives", "negatives/under", "negatives/over"):
+        img = io.read_image(out / sub / "a.png").rgb
+        assert min(img.shape[:2]) == 64
+    pos = io.read_image(out / "positives" / "a.png").rgb.mean()
+    under = io.read_image(out / "negatives" / "under" / "a.png").rgb.mean()
+    over = io.read_image(out / "negatives" / "over" / "a.png").rgb.mean()
+    assert under < pos < over
+    assert (out / "contact_sheet.png").is_file()
+    assert json.loads((out / "pool.json").read_text())["counts"]["scenes_kept"] == 1
+
+
+def test_sice_layout_uses_reference(tmp_path):
+    rng = np.random.default_rng(2)
+    root = tmp_path / "Dataset_Part1"
+    scene = _scene(rng)
+    (root / "1").mkdir(parents=True)
+    (root / "Label").mkdir()
+    for k, f in enumerate(_exposures(scene)):
+        _write(root / "1" / f"{k + 1}.png", f)
+    _write(root / "Label" / "1.png", np.full_like(scene, 0.5))
+    scenes, _ = discover_scenes(root)
+    assert len(scenes) == 1 and scenes[0].reference is not None and len(scenes[0].frames) == 5
+    meta = build_pool(
+        root,
+        tmp_path / "pool",
+        params=PoolParams(size=48, align_side=96, corr_side=48),
+        progress=False,
+        sheet=False,
+    )
+    assert meta["scenes"][0]["positive_source"].startswith("reference")
+    assert abs(io.read_image(tmp_path / "pool" / "positives" / "1.png").rgb.mean() - 0.5) < 0.01
+
+
+class _TinyVGG(torch.nn.Module):
+    """Stand-in for VGG16Features (same interface, random frozen convs)."""
+
+    layers = ("relu1_2", "relu2_2")
+    fingerprint = "tiny-vgg"
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.c1 = torch.nn.Conv2d(3, 4, 3, padding=1)
+        self.c2 = torch.nn.Conv2d(4, 6, 3, padding=1)
+
+    def forward(self, x):
+        a = torch.relu(self.c1(x))
+        return {"relu1_2": a, "relu2_2": torch.relu(self.c2(a))}
+
+
+def test_stats_are_cached_and_sampling(flat_source, tmp_path):
+    pool_dir = tmp_path / "pool"
+    build_pool(
+        flat_source,
+        pool_dir,
+        params=PoolParams(size=64, align_side=96, corr_side=48),
+        progress=False,
+        sheet=False,
+    )
+    pool = ContrastPool.load(pool_dir)
+    assert len(pool.positives) == 1 and sorted(pool.kinds) == [0, 1]
+    vgg = _TinyVGG()
+    cache = tmp_path / "cache"
+    before = contrast.STATS_COMPUTE_COUNT
+    s1 = pool.stats(vgg, ["relu1_2", "relu2_2"], 32, cache)
+    files = list(cache.glob("pool_stats_*.pt"))
+    assert len(files) == 1 and before + 1 == contrast.STATS_COMPUTE_COUNT
+    mtime = files[0].stat().st_mtime_ns
+    s2 = pool.stats(vgg, ["relu1_2", "relu2_2"], 32, cache)
+    assert before + 1 == contrast.STATS_COMPUTE_COUNT, "second call must load the cache"
+    assert files[0].stat().st_mtime_ns == mtime
+    torch.testing.assert_close(s1.negatives.grams["relu2_2"], s2.negatives.grams["relu2_2"])
+    assert s1.positives.grams["relu1_2"].shape == (1, 4, 4)
+    assert s1.negatives.kind.tolist() == [0, 1]
+    # another crop size is another cache entry
+    pool.stats(vgg, ["relu1_2", "relu2_2"], 24, cache)
+    assert before + 2 == contrast.STATS_COMPUTE_COUNT
+    # sampling: balanced kinds, only the allowed kinds, reproducible from the generator
+    pi, ni = pool.sample(2, torch.Generator().manual_seed(0), n_neg=4)
+    assert pi.tolist() == [0, 0] and sorted(torch.tensor(pool.kinds)[ni].tolist()) == [0, 0, 1, 1]
+    _, ni = pool.sample(2, torch.Generator().manual_seed(0), kinds=(1,), n_neg=3)
+    assert torch.tensor(pool.kinds)[ni].tolist() == [1, 1, 1]
+
+
+def test_real_sice_frames_scene_grouping():
+    """On the shared SICE frames: the CSV's singletons are skipped and groups are found."""
+    from conftest import shared_path
+
+    src = shared_path("data", "sice_part1", "sequences_heuristic.csv")
+    scenes, skipped = discover_scenes(src.parent)
+    assert len(scenes) > 200
+    assert sum(s["reason"] == "singleton" for s in skipped) > 20
