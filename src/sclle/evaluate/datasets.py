@@ -17,14 +17,17 @@ A dataset is named after its folder unless given as ``name=path``. Specs are str
     /data/DICM
     lol=/data/LOL/eval15
     synthetic:/data/camvid/test?gamma=2.5&exposure=0.5&seed=0
-    camvid-dark=synthetic:/data/camvid/test?gamma=2.5
+    camvid-dark=synthetic:/data/camvid/test?gamma=2.5&peak=200&read_std=0.01
+
+Synthetic parameters: ``gamma``, ``exposure`` (input = ``clip(exposure * x ** gamma)``), ``peak``
+(Poisson noise, photons at white; 0 = none), ``read_std`` (Gaussian read noise) and ``seed``.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 from urllib.parse import parse_qsl
@@ -101,7 +104,6 @@ class DatasetSpec:
     kind: Kind
     synthetic: SyntheticProtocol | None = None
     recursive: bool = False
-    _items: tuple[DatasetItem, ...] | None = field(default=None, compare=False, repr=False)
 
     @property
     def has_reference(self) -> bool:
@@ -135,7 +137,7 @@ class DatasetSpec:
 
     def items(self, limit: int | None = None) -> list[DatasetItem]:
         """The dataset's images in natural sort order (2 before 10); the first ``limit`` if given."""
-        items = list(self._items) if self._items is not None else _scan(self)
+        items = _scan(self)
         return items if limit is None else items[: max(0, limit)]
 
     def load(self, item: DatasetItem) -> tuple[torch.Tensor, torch.Tensor | None]:

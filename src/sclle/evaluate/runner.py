@@ -23,7 +23,7 @@ import logging
 import math
 import sqlite3
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -559,8 +559,8 @@ def _identity(x: torch.Tensor) -> torch.Tensor:
 def _score_one(
     cache: ResultCache,
     stats: RunStats,
-    pair: _ItemData,
-    method,
+    pair: _ItemData | _ReferenceView,
+    method: Callable[[torch.Tensor], torch.Tensor],
     fp: str,
     key: str,
     protocol: str,
