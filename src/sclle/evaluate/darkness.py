@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import csv
 import io
-import math
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ from tqdm.auto import tqdm
 
 from sclle.data.camvid import CLASS_NAMES, IGNORE_INDEX, CamVid
 from sclle.data.darken import gamma_darken
+from sclle.metrics.segmentation import ConfusionMatrix
 
 ImageFn = Callable[[torch.Tensor], torch.Tensor]
 
@@ -35,39 +35,20 @@ ImageFn = Callable[[torch.Tensor], torch.Tensor]
 # ----------------------------------------------------------------------------------------------------
 
 
-class SegConfusion:
-    """Accumulates a (C, C) confusion matrix (rows = truth, columns = prediction) on the tensors' device."""
+class SegConfusion(ConfusionMatrix):
+    """:class:`sclle.metrics.ConfusionMatrix` on a chosen device, with float summaries for reports."""
 
     def __init__(
         self, num_classes: int, ignore_index: int = IGNORE_INDEX, device: str | torch.device = "cpu"
-    ):
-        self.num_classes = num_classes
-        self.ignore_index = ignore_index
-        self.mat = torch.zeros(num_classes, num_classes, dtype=torch.int64, device=device)
+    ) -> None:
+        super().__init__(num_classes, ignore_index)
+        self.to(device)
 
-    def update(self, pred: torch.Tensor, target: torch.Tensor) -> None:
-        if pred.shape != target.shape:
-            raise ValueError(
-                f"prediction {tuple(pred.shape)} and target {tuple(target.shape)} differ in shape"
-            )
-        c = self.num_classes
-        keep = (target != self.ignore_index) & (target >= 0) & (target < c)
-        idx = target[keep].long().to(self.mat.device) * c + pred[keep].long().to(self.mat.device)
-        self.mat += torch.bincount(idx, minlength=c * c).view(c, c)
+    def miou(self) -> float:  # type: ignore[override]
+        return float(super().miou())
 
-    def iou(self) -> torch.Tensor:
-        """Per-class IoU (float64); NaN for a class absent from both truth and prediction."""
-        m = self.mat.double()
-        tp = m.diag()
-        denom = m.sum(0) + m.sum(1) - tp
-        return torch.where(denom > 0, tp / denom.clamp(min=1), torch.full_like(tp, math.nan))
-
-    def miou(self) -> float:
-        return float(self.iou().nanmean())
-
-    def pixel_accuracy(self) -> float:
-        total = int(self.mat.sum())
-        return float(self.mat.diag().sum()) / total if total else math.nan
+    def pixel_accuracy(self) -> float:  # type: ignore[override]
+        return float(super().pixel_accuracy())
 
 
 @dataclass

@@ -101,6 +101,12 @@ class ConfusionMatrix(nn.Module):
         """Mean of :meth:`iou` over the classes that occurred (scalar float64 tensor)."""
         return miou_from_confusion(self.matrix)
 
+    def pixel_accuracy(self) -> torch.Tensor:
+        """Fraction of counted pixels whose class is right (scalar float64; NaN if none counted)."""
+        total = self.matrix.sum()
+        correct = self.matrix.diagonal().sum().to(torch.float64)
+        return correct / total if total > 0 else torch.tensor(float("nan"), dtype=torch.float64)
+
     def reset(self) -> None:
         self.matrix.zero_()
 

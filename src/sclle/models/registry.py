@@ -103,8 +103,8 @@ def _register_bundled() -> None:
         if not item.name.endswith(".json"):
             continue
         meta = json.loads(item.read_text())
-        if meta.get("kind", "enhancer") != "enhancer":
-            continue
+        if meta.get("kind") != "enhancer" or "file" not in meta:
+            continue  # e.g. the segmentation prior's metadata
         weights_file = meta["file"]
         if not (folder / weights_file).is_file():
             continue

