@@ -34,7 +34,7 @@ def one(mode: str, size: str, weights: str, threads: int, repeats: int) -> dict:
     import torch
 
     torch.set_num_threads(threads)
-    from sclle.enhance.engine import Engine, EngineConfig
+    from sclle.enhancement.engine import Engine, EngineConfig
     from sclle.models.dce import DCENet
     from sclle.models.registry import load_weights
 
@@ -81,8 +81,8 @@ def end_to_end(data: list[str], weights: str, threads: int, tmp: Path) -> list[d
 
     torch.set_num_threads(threads)
     from sclle import io
-    from sclle.enhance.batch import enhance_files
-    from sclle.enhance.engine import Engine, EngineConfig
+    from sclle.enhancement.batch import enhance_files
+    from sclle.enhancement.engine import Engine, EngineConfig
     from sclle.models.dce import DCENet
     from sclle.models.registry import load_weights
 

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from sclle import io
-from sclle.enhance.engine import fast_curves
+from sclle.enhancement.engine import fast_curves
 from sclle.models.dce import apply_curves
 from sclle.models.registry import load_weights
 

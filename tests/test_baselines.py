@@ -1,4 +1,4 @@
-"""Tests for sclle.enhance.baselines: contracts, hand-computable values, LIME's linear system."""
+"""Tests for sclle.enhancement.baselines: contracts, hand-computable values, LIME's linear system."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 import scipy.sparse as sp
 import torch
 
-from sclle.enhance.baselines import (
+from sclle.enhancement.baselines import (
     BASELINES,
     BaselineInfo,
     gamma_correction,

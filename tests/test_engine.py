@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from sclle.enhance.engine import Engine, EngineConfig, fast_curves, tiled_enhance
+from sclle.enhancement.engine import Engine, EngineConfig, fast_curves, tiled_enhance
 from sclle.models.dce import DCENet
 
 

@@ -153,7 +153,7 @@ def test_cli_writes_every_report_file(tmp_path: Path, folder: Path, pairs: Path)
 
 
 def test_second_run_is_served_from_cache(tmp_path: Path, folder: Path, pairs: Path, monkeypatch) -> None:
-    methods = importlib.import_module("sclle.enhance.methods")  # sclle.enhance is also a function
+    methods = importlib.import_module("sclle.enhancement.methods")
 
     calls = {"n": 0}
     real = methods.get_method

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from sclle.enhance.export import EnhancerGraph, export_model
+from sclle.enhancement.export import EnhancerGraph, export_model
 from sclle.models.dce import DCENet
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from sclle.enhance.api import enhance, load_model  # noqa: E402
+from sclle.enhancement.api import enhance, load_model  # noqa: E402
 from sclle.models.registry import list_models  # noqa: E402
 
 __all__ = ["__version__", "enhance", "load_model", "list_models"]

@@ -1,4 +1,4 @@
-"""``sclle enhance``: a thin shell over :func:`sclle.enhance.batch.enhance_files`."""
+"""``sclle enhance``: a thin shell over :func:`sclle.enhancement.batch.enhance_files`."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 import typer
 
-from sclle.enhance.api import build_engine
+from sclle.enhancement.api import build_engine
 
 
 def register(app: typer.Typer) -> None:
@@ -44,7 +44,7 @@ def register(app: typer.Typer) -> None:
             torch.set_num_threads(threads)
         scale: bool | float = fast_scale if fast_scale is not None else fast
         engine = build_engine(model, weights=weights, strength=strength, fast=scale, tile=tile, device=device)
-        from sclle.enhance.batch import enhance_files
+        from sclle.enhancement.batch import enhance_files
 
         res = enhance_files(
             inputs, out, engine, recursive=recursive, format=format, quality=quality,

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from sclle.enhance.export import export_model
+from sclle.enhancement.export import export_model
 from sclle.models.registry import load_weights
 
 

@@ -3,7 +3,7 @@
 The SCL-LLE paper (Table 4) darkens street scenes with ``x ** gamma`` (gamma in {1, 2, 6, 10}), enhances
 them with each method and reports the mIoU of a fixed segmenter. :func:`darkness_benchmark` does the same
 on CamVid's test split with the project's segmenter and any enhancement method of
-:func:`sclle.enhance.methods.get_method` (or a callable), and writes a CSV, a Markdown table (methods x
+:func:`sclle.enhancement.methods.get_method` (or a callable), and writes a CSV, a Markdown table (methods x
 gamma) and a plot of mIoU vs gamma.
 
 Also here: the confusion-matrix mIoU used by segmentation training and ``sclle segment-eval``.
@@ -121,7 +121,7 @@ def evaluate_segmentation(
 def _resolve_method(method: str | ImageFn, device: torch.device) -> tuple[str, ImageFn]:
     if callable(method):
         return getattr(method, "name", getattr(method, "__name__", "custom")), method
-    from sclle.enhance.methods import get_method
+    from sclle.enhancement.methods import get_method
 
     return method, get_method(method, device=str(device))
 
@@ -187,7 +187,7 @@ def darkness_benchmark(
     """mIoU of ``segmenter`` on CamVid ``split`` darkened by ``x ** gamma`` and enhanced by each method.
 
     Args:
-        methods: method names for :func:`sclle.enhance.methods.get_method` ("none" = no enhancement) or
+        methods: method names for :func:`sclle.enhancement.methods.get_method` ("none" = no enhancement) or
             callables (B,3,H,W) -> (B,3,H,W).
         segmenter: a model, a registry name / file for :func:`load_segmenter`, or None for the bundled one.
         dataset: use this (image, label) dataset instead of ``CamVid(data_root, split)``.

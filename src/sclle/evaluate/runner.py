@@ -370,7 +370,7 @@ def evaluate(
 ) -> Results:
     """Evaluate ``methods`` on ``datasets`` and write the report into ``out_dir``.
 
-    ``methods`` are names for :func:`sclle.enhance.methods.get_method` (``input``, ``gamma``,
+    ``methods`` are names for :func:`sclle.enhancement.methods.get_method` (``input``, ``gamma``,
     ``scl-lle-official``, a checkpoint path ...); ``datasets`` are folders, ``name=folder``,
     ``synthetic:folder?gamma=..`` strings or :class:`DatasetSpec` objects. ``metrics`` defaults to
     NIQE, PIQE, entropy and mean brightness (no-reference) plus PSNR and SSIM (where a reference
@@ -378,7 +378,7 @@ def evaluate(
     images per dataset appear in the contact sheet. Returns the :class:`Results` (the report's
     files in ``results.files``).
     """
-    from sclle.enhance.methods import get_method
+    from sclle.enhancement.methods import get_method
 
     if not methods:
         raise SclleError("no methods given")

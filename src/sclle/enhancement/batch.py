@@ -16,7 +16,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from sclle import io
-from sclle.enhance.engine import Engine
+from sclle.enhancement.engine import Engine
 from sclle.errors import SclleError
 
 

@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 import numpy as np
 import torch
 
-from sclle.enhance.engine import Engine, EngineConfig, pick_device
+from sclle.enhancement.engine import Engine, EngineConfig, pick_device
 from sclle.models.dce import DCENet
 from sclle.models.registry import WeightsEntry, load_weights
 

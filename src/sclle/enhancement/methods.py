@@ -3,7 +3,7 @@
 Evaluation and benchmarks take method *names* so that every method runs through the same code:
 
 * ``input`` (alias ``none``): the image unchanged;
-* the classical baselines of :mod:`sclle.enhance.baselines` (``gamma``, ``he``, ``clahe``, ``lime``, ``msrcr``);
+* the classical baselines of :mod:`sclle.enhancement.baselines` (``gamma``, ``he``, ``clahe``, ``lime``, ``msrcr``);
 * every enhancer in the weights registry (``sclle.list_models()``), optionally with a mode suffix,
   ``scl-lle-official@fast`` or ``scl-lle-official@fast=0.25``;
 * a path to a DCE-Net checkpoint.
@@ -44,7 +44,7 @@ def _identity(x: torch.Tensor) -> torch.Tensor:
 
 
 def _baselines() -> dict:
-    from sclle.enhance.baselines import BASELINES
+    from sclle.enhancement.baselines import BASELINES
 
     return BASELINES
 
@@ -71,7 +71,7 @@ def _parse_mode(spec: str) -> tuple[str, bool | float]:
 
 def get_method(spec: str, *, device: str = "cpu", weights: str | Path | None = None) -> Method:
     """Resolve a method by name (see module docstring) or checkpoint path."""
-    from sclle.enhance.api import build_engine
+    from sclle.enhancement.api import build_engine
     from sclle.models.registry import _REGISTRY, get_entry, sha256_file
 
     if spec in {"input", "none"}:
