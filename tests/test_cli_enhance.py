@@ -148,6 +148,8 @@ def test_conversion_notes_reported_once(tmp_path, weights):
     rgba = (np.random.default_rng(0).random((20, 20, 4)) * 60).astype(np.uint8)
     for name in ("x.png", "y.png"):
         Image.fromarray(rgba, "RGBA").save(tmp_path / name)
-    r = _run(tmp_path / "x.png", tmp_path / "y.png", "-o", tmp_path / "o", "--model", weights, "-q", "-f", "jpg")
+    r = _run(
+        tmp_path / "x.png", tmp_path / "y.png", "-o", tmp_path / "o", "--model", weights, "-q", "-f", "jpg"
+    )
     assert r.exit_code == 0
     assert r.output.count("alpha channel dropped") == 1

@@ -53,7 +53,7 @@ def register(app: typer.Typer) -> None:
         seg_weights: str = typer.Option(
             None, "--seg-weights", help="Segmenter name or file (default: bundled)."
         ),
-        limit: int = typer.Option(None, "--limit", help="Only the first N images."),
+        limit: int = typer.Option(None, "--limit", help="Only N images, evenly spaced over the split."),
         batch_size: int = typer.Option(4, "--batch-size"),
         device: str = typer.Option("auto", "--device"),
     ) -> None:
@@ -91,7 +91,7 @@ def register(app: typer.Typer) -> None:
         seg_weights: str = typer.Option(
             None, "--seg-weights", help="Segmenter name or file (default: bundled)."
         ),
-        limit: int = typer.Option(None, "--limit", help="Only the first N images."),
+        limit: int = typer.Option(None, "--limit", help="Only N images, evenly spaced over the split."),
         batch_size: int = typer.Option(4, "--batch-size"),
         device: str = typer.Option("auto", "--device"),
     ) -> None:

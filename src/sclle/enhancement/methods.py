@@ -6,7 +6,8 @@ Evaluation and benchmarks take method *names* so that every method runs through 
 * the classical baselines of :mod:`sclle.enhancement.baselines` (``gamma``, ``he``, ``clahe``, ``lime``, ``msrcr``);
 * every enhancer in the weights registry (``sclle.list_models()``), optionally with a mode suffix,
   ``scl-lle-official@fast`` or ``scl-lle-official@fast=0.25``;
-* a path to a DCE-Net checkpoint.
+* a path to a DCE-Net checkpoint;
+* any of these with a display label: ``ours-no-lc=runs/no_lc/export/model.safetensors``.
 """
 
 from __future__ import annotations
@@ -74,6 +75,11 @@ def get_method(spec: str, *, device: str = "cpu", weights: str | Path | None = N
     from sclle.enhancement.api import build_engine
     from sclle.models.registry import _REGISTRY, get_entry, sha256_file
 
+    label, sep, rest = spec.partition("=")
+    if sep and label and "/" not in label and "@" not in label:
+        method = get_method(rest, device=device, weights=weights)
+        method.name = label
+        return method
     if spec in {"input", "none"}:
         return Method(spec, _identity, "identity", "the input, unchanged", fingerprint="identity")
     baselines = _baselines()

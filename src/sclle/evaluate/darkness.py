@@ -79,8 +79,10 @@ def pick_device(device: str | torch.device = "auto") -> torch.device:
 
 
 def _loader(dataset: Dataset, limit: int | None, batch_size: int, workers: int) -> DataLoader:
-    if limit is not None:
-        dataset = Subset(dataset, range(min(limit, len(dataset))))
+    if limit is not None and limit < len(dataset):
+        # Evenly spaced, not the first N: CamVid's splits are video sequences in order.
+        step = len(dataset) / max(1, limit)
+        dataset = Subset(dataset, [int(i * step) for i in range(limit)])
     return DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers)
 
 
@@ -123,7 +125,8 @@ def _resolve_method(method: str | ImageFn, device: torch.device) -> tuple[str, I
         return getattr(method, "name", getattr(method, "__name__", "custom")), method
     from sclle.enhancement.methods import get_method
 
-    return method, get_method(method, device=str(device))
+    resolved = get_method(method, device=str(device))
+    return resolved.name, resolved
 
 
 def _atomic_write(path: Path, data: bytes) -> None:

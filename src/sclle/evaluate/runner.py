@@ -403,7 +403,7 @@ def evaluate(
     loaded_methods = []
     for spec in dict.fromkeys(methods):
         meth = get_method(spec, device=device)
-        loaded_methods.append((_display_name(spec), meth))
+        loaded_methods.append((_display_name(meth.name), meth))
     names = [n for n, _ in loaded_methods]
     if len(set(names)) != len(names):
         raise SclleError(f"two methods share a display name: {', '.join(names)}")
