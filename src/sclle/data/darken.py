@@ -25,6 +25,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from sclle._checks import check_image as _check_image
+
 __all__ = [
     "Darken",
     "DarkenParams",
@@ -43,24 +45,6 @@ __all__ = [
 PAPER_GAMMAS: tuple[float, ...] = (1.0, 2.0, 6.0, 10.0)
 
 Scalar = float | torch.Tensor
-
-
-def _check_image(x: torch.Tensor, name: str) -> None:
-    """Raise ValueError unless ``x`` is a finite float (B, 3, H, W) tensor in [0, 1]."""
-    if not isinstance(x, torch.Tensor):
-        raise ValueError(f"{name}: expected a torch.Tensor, got {type(x).__name__}")
-    if x.ndim != 4 or x.shape[1] != 3:
-        raise ValueError(f"{name}: expected a (B, 3, H, W) RGB batch, got shape {tuple(x.shape)}")
-    if not x.is_floating_point():
-        raise ValueError(f"{name}: expected a float tensor in [0, 1], got dtype {x.dtype}")
-    if x.numel() == 0:
-        return
-    x = x.detach()
-    if not bool(torch.isfinite(x).all()):
-        raise ValueError(f"{name}: input contains NaN or inf")
-    lo, hi = float(x.min()), float(x.max())
-    if lo < 0.0 or hi > 1.0:
-        raise ValueError(f"{name}: expected values in [0, 1], got range [{lo:.4g}, {hi:.4g}]")
 
 
 def _per_image_param(value: Scalar, x: torch.Tensor, name: str) -> torch.Tensor:

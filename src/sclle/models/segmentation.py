@@ -30,21 +30,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from sclle.data.camvid import CLASS_NAMES as CAMVID_CLASSES  # noqa: E402
 from sclle.errors import SclleError, WeightsError
-
-CAMVID_CLASSES = (
-    "Sky",
-    "Building",
-    "Pole",
-    "Road",
-    "Pavement",
-    "Tree",
-    "SignSymbol",
-    "Fence",
-    "Car",
-    "Pedestrian",
-    "Bicyclist",
-)
 
 #: Input normalisation each backbone was pretrained with (applied inside the model).
 _NORM = {
