@@ -32,10 +32,17 @@ def _ddp_worker(rank: int, world: int, port: int, cfg_dict: dict) -> None:
 
 
 @pytest.mark.slow
-def test_ddp_two_processes_match_one(data, vgg, tmp_path):  # noqa: F811 (fixtures)
+@pytest.mark.parametrize("scale_consistency", [0.0, 20.0])
+def test_ddp_two_processes_match_one(data, vgg, tmp_path, scale_consistency):  # noqa: F811 (fixtures)
     import torch.multiprocessing as mp
 
-    over = {"schedule.steps": 2, "schedule.batch": 4, "data.val_dir": "null", "logging.tensorboard": "false"}
+    over = {
+        "schedule.steps": 2,
+        "schedule.batch": 4,
+        "data.val_dir": "null",
+        "logging.tensorboard": "false",
+        "loss.weights.scale_consistency": str(scale_consistency),
+    }
     single = train(make_cfg(data, tmp_path / "one", **over), vgg=vgg)
     cfg = make_cfg(data, tmp_path / "two", **over)
     mp.spawn(_ddp_worker, args=(2, _free_port(), cfg.to_dict()), nprocs=2, join=True)

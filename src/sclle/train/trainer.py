@@ -138,6 +138,22 @@ def init_enhancer(cfg: TrainConfig) -> DCENet:
     return net.train()
 
 
+class _CurvesAndSmall(nn.Module):
+    """Curves at full resolution and from a downscaled copy, in *one* forward call.
+
+    The scale-consistency term needs two enhancer passes per step; DDP allows only one forward per
+    backward, so both passes live in this module's forward (shared weights are fine under DDP).
+    """
+
+    def __init__(self, net: DCENet, scale: float = 0.25) -> None:
+        super().__init__()
+        self.net = net
+        self.scale = scale
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.net(x), estimate_curves_at_scale(self.net, x, self.scale)
+
+
 def _unwrap(net: nn.Module) -> DCENet:
     return net.module if isinstance(net, nn.parallel.DistributedDataParallel) else net  # type: ignore[return-value]
 
@@ -581,14 +597,11 @@ def _train(
         if not dd.main:
             stats = pool.stats(objective.vgg, lc.gram_layers, size, cache, device=device, fingerprint=fp)
 
-    model: nn.Module = net
-    if dd.world > 1 and lc.weights.scale_consistency != 0:
-        raise SclleError(
-            "loss.weights.scale_consistency needs two enhancer passes per step; not supported with DDP"
-        )
+    use_scale = lc.weights.scale_consistency != 0
+    model: nn.Module = _CurvesAndSmall(net) if use_scale else net
     if dd.world > 1:
         model = nn.parallel.DistributedDataParallel(
-            net, device_ids=[device.index] if device.type == "cuda" else None
+            model, device_ids=[device.index] if device.type == "cuda" else None
         )
 
     logger: _Logger | None = None
@@ -624,12 +637,10 @@ def _train(
                 pos = stats.positives.subset(pi)
                 neg = stats.negatives.subset(ni)
             with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_amp):
-                curves = model(batch.low)
+                out_model = model(batch.low)
+                curves, small_up = out_model if use_scale else (out_model, None)
                 enhanced = apply_curves(batch.low, curves)
                 seg_logits = prior(enhanced) if prior is not None else None
-                small_up = (
-                    estimate_curves_at_scale(model, batch.low) if lc.weights.scale_consistency != 0 else None
-                )
                 losses = objective(
                     batch.low,
                     enhanced,
