@@ -54,6 +54,7 @@ def one(mode: str, size: str, weights: str, threads: int, repeats: int) -> dict:
         net, _ = load_weights(weights)
         cfg = {
             "exact": EngineConfig(),
+            "exact-nchw": EngineConfig(channels_last=False),
             "fast-0.5": EngineConfig(fast_scale=0.5),
             "fast-0.25": EngineConfig(fast_scale=0.25),
             "tiled-512": EngineConfig(tile=512),
@@ -143,7 +144,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--sizes", default=",".join(SIZES))
-    ap.add_argument("--modes", default="naive,exact,fast-0.5,fast-0.25,tiled-512")
+    ap.add_argument("--modes", default="naive,exact-nchw,exact,fast-0.5,fast-0.25,tiled-512")
     ap.add_argument("--out", default="benchmarks/results/enhance.json")
     ap.add_argument("--one", nargs=2, metavar=("MODE", "SIZE"), help=argparse.SUPPRESS)
     a = ap.parse_args()
@@ -153,7 +154,7 @@ def main() -> None:
     rows = []
     for size in a.sizes.split(","):
         for mode in a.modes.split(","):
-            reps = 1 if (size == "3840x2160" and mode in {"naive", "exact", "tiled-512"}) else a.repeats
+            reps = 1 if (size == "3840x2160" and mode in {"naive", "exact", "exact-nchw", "tiled-512"}) else a.repeats
             cmd = [
                 sys.executable,
                 __file__,

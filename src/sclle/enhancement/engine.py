@@ -36,6 +36,9 @@ class EngineConfig:
     #: None = whole image; else tile side in pixels (exact mode only).
     tile: int | None = None
     overlap: int = 16
+    #: NHWC activations: oneDNN's direct convolutions are faster in that layout on CPU
+    #: (measured in BENCHMARKS.md); output values are unchanged up to float rounding.
+    channels_last: bool = True
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.strength <= 2.0:
@@ -105,6 +108,9 @@ class Engine:
         self.net = net.to(self.device).eval()
         for p in self.net.parameters():
             p.requires_grad_(False)
+        self._nhwc = self.config.channels_last and self.device.type == "cpu"
+        if self._nhwc:
+            self.net = self.net.to(memory_format=torch.channels_last)
 
     def curves(self, x: torch.Tensor) -> torch.Tensor:
         """Full-resolution curve maps (strength applied) for ``x``."""
@@ -122,11 +128,13 @@ class Engine:
             return x.clone()  # exactly the input, whatever its dtype or device
         src_device, src_dtype = x.device, x.dtype
         x = x.to(self.device, torch.float32).clamp(0.0, 1.0)
+        if self._nhwc:
+            x = x.contiguous(memory_format=torch.channels_last)
         if cfg.tile is not None and cfg.fast_scale is None:
             y = tiled_enhance(self.net, x, cfg.tile, cfg.overlap, cfg.strength)
         else:
             y = apply_curves(x, self.curves(x))
-        return y.to(src_device, src_dtype)
+        return y.to(src_device, src_dtype).contiguous()
 
 
 def pick_device(device: str = "auto") -> torch.device:
