@@ -153,3 +153,15 @@ def test_conversion_notes_reported_once(tmp_path, weights):
     )
     assert r.exit_code == 0
     assert r.output.count("alpha channel dropped") == 1
+
+
+def test_colliding_output_names_are_kept_apart(tmp_path, weights):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    _dark(tmp_path / "a" / "10.jpg")
+    _dark(tmp_path / "b" / "10.bmp")
+    out = tmp_path / "out"
+    r = _run(tmp_path / "a", tmp_path / "b", "-o", out, "--model", weights, "-q", "--format", "png")
+    assert r.exit_code == 0, r.output
+    assert sorted(p.name for p in out.iterdir()) == ["10-b.png", "10.png"]
+    assert "collided" in r.output

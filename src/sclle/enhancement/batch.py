@@ -59,10 +59,17 @@ def enhance_files(
     out_dir = Path(out_dir)
     out_resolved = out_dir.resolve()
     jobs: list[tuple[Path, Path]] = []
+    planned: set[Path] = set()
     for src, base in items:
         if out_resolved in src.resolve().parents and out_resolved != base.resolve():
             continue  # an earlier run's outputs inside a recursively scanned input folder
         dst = io.output_path(src, out_dir, format=format, suffix=suffix, relative_to=base)
+        if dst in planned:  # e.g. a/10.jpg and b/10.bmp both -> 10.png: keep both, named apart
+            dst = dst.with_name(f"{dst.stem}-{src.parent.name}{dst.suffix}")
+            note = "outputs whose names collided got their input folder's name appended"
+            if note not in result.notes:
+                result.notes.append(note)
+        planned.add(dst)
         if dst.exists() and not overwrite:
             result.skipped.append(f"{dst}: exists (use --overwrite to replace it)")
             continue
