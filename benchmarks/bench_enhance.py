@@ -154,7 +154,11 @@ def main() -> None:
     rows = []
     for size in a.sizes.split(","):
         for mode in a.modes.split(","):
-            reps = 1 if (size == "3840x2160" and mode in {"naive", "exact", "exact-nchw", "tiled-512"}) else a.repeats
+            reps = (
+                1
+                if (size == "3840x2160" and mode in {"naive", "exact", "exact-nchw", "tiled-512"})
+                else a.repeats
+            )
             cmd = [
                 sys.executable,
                 __file__,

