@@ -77,7 +77,38 @@ def read_label(path: Path) -> np.ndarray:
         raise ImageReadError(f"cannot read label ({exc})", path) from exc
 
 
-class CamVid(Dataset):
+class LabelledImages(Dataset):
+    """(image, label) pairs from ``self.items``; subclasses map raw label ids with :meth:`label_ids`."""
+
+    items: list[tuple[Path, Path]]
+    transform: Transform | None = None
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def label_ids(self, raw: torch.Tensor) -> torch.Tensor:
+        return raw
+
+    def get_uint8(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The raw (3,H,W) uint8 image and (H,W) label with ignored pixels = 255."""
+        img_path, lbl_path = self.items[index]
+        img = torch.from_numpy(read_rgb_uint8(img_path).copy()).permute(2, 0, 1).contiguous()
+        lbl = self.label_ids(torch.from_numpy(read_label(lbl_path).copy()))
+        if img.shape[-2:] != lbl.shape:
+            raise ImageReadError(
+                f"label size {tuple(lbl.shape)} != image size {tuple(img.shape[-2:])}", lbl_path
+            )
+        return img, lbl
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        img, lbl = self.get_uint8(index)
+        image, label = img.float() / 255.0, lbl.long()
+        if self.transform is not None:
+            image, label = self.transform(image, label)
+        return image, label
+
+
+class CamVid(LabelledImages):
     """``(image (3,H,W) float in [0,1], label (H,W) long with void = 255)`` pairs of one split.
 
     ``transform(image, label) -> (image, label)`` runs on the tensors (e.g. joint crops).
@@ -102,27 +133,9 @@ class CamVid(Dataset):
                 f"no image/label pairs (matching file stems) in {img_dir} and {ann_dir}; {_LAYOUT}"
             )
 
-    def __len__(self) -> int:
-        return len(self.items)
-
-    def get_uint8(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """(3,H,W) uint8 image and (H,W) uint8 label with void already mapped to 255."""
-        img_path, lbl_path = self.items[index]
-        img = torch.from_numpy(read_rgb_uint8(img_path).copy()).permute(2, 0, 1).contiguous()
-        lbl = torch.from_numpy(read_label(lbl_path).copy())
-        if img.shape[-2:] != lbl.shape:
-            raise ImageReadError(
-                f"label size {tuple(lbl.shape)} != image size {tuple(img.shape[-2:])}", lbl_path
-            )
-        lbl[lbl >= NUM_CLASSES] = IGNORE_INDEX
-        return img, lbl
-
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        img, lbl = self.get_uint8(index)
-        image, label = img.float() / 255.0, lbl.long()
-        if self.transform is not None:
-            image, label = self.transform(image, label)
-        return image, label
+    def label_ids(self, raw: torch.Tensor) -> torch.Tensor:
+        raw[raw >= NUM_CLASSES] = IGNORE_INDEX  # void (11) and anything unknown
+        return raw
 
 
 def colorize(label: torch.Tensor, palette: tuple[tuple[int, int, int], ...] = PALETTE) -> torch.Tensor:

@@ -14,10 +14,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from torch.utils.data import Dataset
 
-from sclle.data.camvid import Transform, read_label, read_rgb_uint8
-from sclle.errors import ImageReadError, SclleError
+from sclle.data.camvid import LabelledImages, Transform
+from sclle.errors import SclleError
 
 CLASS_NAMES = (
     "road",
@@ -107,7 +106,7 @@ def to_train_ids(label_ids: torch.Tensor) -> torch.Tensor:
     return _LUT.to(label_ids.device)[label_ids.long()]
 
 
-class Cityscapes(Dataset):
+class Cityscapes(LabelledImages):
     """``(image (3,H,W) float in [0,1], label (H,W) long train ids, 255 ignored)`` of one split."""
 
     def __init__(self, root: str | Path, split: str = "train", *, transform: Transform | None = None) -> None:
@@ -129,22 +128,5 @@ class Cityscapes(Dataset):
         if not self.items:
             raise SclleError(f"no image/label pairs under {img_dir} and {gt_dir}; {_LAYOUT}")
 
-    def __len__(self) -> int:
-        return len(self.items)
-
-    def get_uint8(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        img_path, gt_path = self.items[index]
-        img = torch.from_numpy(read_rgb_uint8(img_path).copy()).permute(2, 0, 1).contiguous()
-        lbl = to_train_ids(torch.from_numpy(read_label(gt_path).copy()))
-        if img.shape[-2:] != lbl.shape:
-            raise ImageReadError(
-                f"label size {tuple(lbl.shape)} != image size {tuple(img.shape[-2:])}", gt_path
-            )
-        return img, lbl
-
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        img, lbl = self.get_uint8(index)
-        image, label = img.float() / 255.0, lbl.long()
-        if self.transform is not None:
-            image, label = self.transform(image, label)
-        return image, label
+    def label_ids(self, raw: torch.Tensor) -> torch.Tensor:
+        return to_train_ids(raw)
