@@ -287,6 +287,7 @@ def train_segmenter(cfg: SegTrainConfig) -> Path:
     stop = False
     warm_steps = 0
     epoch = start_epoch - 1
+    max_epochs, max_total_steps = epochs, total_steps
     for epoch in range(start_epoch, epochs):
         t_epoch = t_warm = time.monotonic()
         eval_s = 0.0
@@ -380,19 +381,23 @@ def train_segmenter(cfg: SegTrainConfig) -> Path:
             f"epoch {epoch + 1}: loss {train_loss:.4f}  val mIoU {val_miou:.4f}  best {best_miou:.4f}  "
             f"({elapsed:.0f}s)"
         )
-        # After the first epoch of a timed run, fit the schedule into the budget so the LR still decays.
-        if budget_s is not None and epoch == start_epoch and not stop:
+        # After the first epoch of a timed run, fit the schedule into the budget so the LR still decays;
+        # fit again after the second: the first carries one-off costs (cuDNN autotuning, allocator
+        # warm-up) that made a GPU run stop at 19 of ~100 affordable epochs.
+        if budget_s is not None and epoch in (start_epoch, start_epoch + 1) and not stop:
             done = steps_per_epoch - (warm_steps if t_warm > t_epoch else 0)
             train_s = (t_eval - t_warm) * steps_per_epoch / max(1, done)
             per_epoch = train_s + eval_s / cfg.eval_every + 0.1  # + checkpoint write
             left = budget_s - reserve_s - (time.monotonic() - t_start)
-            fit = epoch + 1 + max(0, int(left // per_epoch))
-            if fit < epochs:
+            fit = min(max_epochs, epoch + 1 + max(0, int(left // per_epoch)))
+            if epoch == start_epoch and left > 0:
+                fit = min(max_epochs, max(fit, epoch + 2))  # keep one more epoch to measure again
+            if fit != epochs:
                 tqdm.write(
                     f"time budget: {per_epoch:.1f}s/epoch -> training {fit} epochs instead of {epochs}"
                 )
                 epochs = fit
-                total_steps = min(total_steps, epochs * steps_per_epoch)
+                total_steps = min(max_total_steps, epochs * steps_per_epoch)
         _atomic_save(
             {
                 "model": model.state_dict(),
