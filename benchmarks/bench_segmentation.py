@@ -2,6 +2,9 @@
 
     python benchmarks/bench_segmentation.py [--threads 2] [--reps 3] [--train-batch 4]
 
+Forward and training step are timed in both memory formats (contiguous NCHW and channels-last), since the
+trainer and the darkness benchmark use channels-last on CPU because of these numbers.
+
 Reports the minimum over ``reps`` (other processes on a shared machine only ever add time).
 """
 
@@ -40,28 +43,35 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {args.threads} threads, loadavg {os.getloadavg()[0]:.1f}")
     x = torch.rand(1, 3, 360, 480)
+    formats = {"nchw": torch.contiguous_format, "channels_last": torch.channels_last}
     for bb in args.backbones.split(","):
         model = deeplabv3plus(backbone=bb, pretrained_backbone=False).eval()
         params = sum(p.numel() for p in model.parameters()) / 1e6
-        with torch.no_grad():
-            t, c = _best(lambda m=model: m(x), args.reps)
-        print(f"forward 1x3x360x480  {bb:<20} {params:5.2f} M params  wall {t:.3f} s  cpu {c:.3f} s")
-    model = deeplabv3plus(pretrained_backbone=False).train()
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    xb = torch.rand(args.train_batch, 3, *args.crop)
-    yb = torch.randint(0, 11, (args.train_batch, *args.crop))
+        for fmt_name, fmt in formats.items():
+            m, xf = model.to(memory_format=fmt), x.contiguous(memory_format=fmt)
+            with torch.no_grad():
+                t, c = _best(lambda m=m, xf=xf: m(xf), args.reps)
+            print(
+                f"forward 1x3x360x480  {bb:<20} {fmt_name:<13} {params:5.2f} M params  "
+                f"wall {t:.3f} s  cpu {c:.3f} s"
+            )
+    for fmt_name, fmt in formats.items():
+        model = deeplabv3plus(pretrained_backbone=False).train().to(memory_format=fmt)
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+        xb = torch.rand(args.train_batch, 3, *args.crop).contiguous(memory_format=fmt)
+        yb = torch.randint(0, 11, (args.train_batch, *args.crop))
 
-    def step() -> None:
-        loss = F.cross_entropy(model(xb), yb)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+        def step(model=model, opt=opt, xb=xb, yb=yb) -> None:
+            loss = F.cross_entropy(model(xb), yb)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
 
-    t, c = _best(step, max(1, args.reps - 1))
-    print(
-        f"train step efficientnet-lite0 batch {args.train_batch} crop {args.crop[0]}x{args.crop[1]}: "
-        f"wall {t:.2f} s/step  cpu {c:.2f} s/step"
-    )
+        t, c = _best(step, max(1, args.reps - 1))
+        print(
+            f"train step efficientnet-lite0 {fmt_name:<13} batch {args.train_batch} "
+            f"crop {args.crop[0]}x{args.crop[1]}: wall {t:.2f} s/step  cpu {c:.2f} s/step"
+        )
 
 
 if __name__ == "__main__":

@@ -87,3 +87,36 @@ def test_few_steps_lower_loss_and_export(tmp_path):
     with (tmp_path / "run" / "log.csv").open() as fh:
         epochs = [int(r["epoch"]) for r in csv.DictReader(fh)]
     assert epochs == list(range(5))
+
+
+@pytest.mark.slow
+def test_init_from_starts_at_the_given_weights(tmp_path):
+    """--init-from: zero training steps must export exactly the weights it started from (fp16)."""
+    from sclle.errors import SclleError
+    from sclle.models.segmentation import DeepLabV3Plus, read_segmenter_state, save_segmenter
+
+    make_camvid(tmp_path / "camvid", splits=("train", "val"), n=2, size=(48, 64))
+    torch.manual_seed(5)
+    start = save_segmenter(DeepLabV3Plus(num_classes=11), tmp_path / "start.safetensors")
+    cfg = SegTrainConfig(
+        data_root=str(tmp_path / "camvid"),
+        out=str(tmp_path / "run"),
+        init_from=str(start),
+        epochs=1,
+        max_steps=0,
+        batch_size=2,
+        crop=(48, 64),
+        device="cpu",
+        workers=0,
+        eval_test=False,
+        progress=False,
+    )
+    out = train_segmenter(cfg)
+    a, b = read_segmenter_state(start)[0], read_segmenter_state(out)[0]
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    # a segmenter with a different class count is refused with a message naming the option
+    save_segmenter(DeepLabV3Plus(num_classes=5), tmp_path / "five.safetensors")
+    cfg.init_from, cfg.out = str(tmp_path / "five.safetensors"), str(tmp_path / "run2")
+    with pytest.raises(SclleError, match="init-from"):
+        train_segmenter(cfg)

@@ -28,6 +28,12 @@ def register(app: typer.Typer) -> None:
         time_budget_min: float = typer.Option(None, "--time-budget-min", help="Stop and export within this."),
         max_steps: int = typer.Option(None, "--max-steps"),
         resume: bool = typer.Option(False, "--resume", help="Continue from <out>/last.pt."),
+        init_from: str = typer.Option(
+            None, "--init-from", help="Fine-tune: start from this segmenter (registry name or file)."
+        ),
+        class_weight_power: float = typer.Option(
+            None, "--class-weight-power", help="CE class weights (median_freq / freq) ** p; 0 = off."
+        ),
     ) -> None:
         """Train the CamVid DeepLabv3+ semantic prior and export fp16 safetensors + JSON."""
         from sclle.train.segmentation import SegTrainConfig, train_segmenter
@@ -43,6 +49,8 @@ def register(app: typer.Typer) -> None:
             time_budget_min=time_budget_min,
             max_steps=max_steps,
             resume=resume or None,
+            init_from=init_from,
+            class_weight_power=class_weight_power,
         )
         typer.echo(str(train_segmenter(cfg)))
 

@@ -59,6 +59,7 @@ class SegTrainConfig:
     name: str = DEFAULT_SEGMENTER
     backbone: str = "efficientnet-lite0"
     pretrained_backbone: bool = True
+    init_from: str | None = None  # fine-tune: start from these weights (registry name or file)
     epochs: int = 40
     batch_size: int = 8
     crop: tuple[int, int] = (352, 480)
@@ -76,7 +77,7 @@ class SegTrainConfig:
     eval_batch_size: int = 8
     device: str = "auto"  # auto | cpu | cuda
     amp: bool = True  # bf16 autocast (CUDA only)
-    channels_last: bool = True  # CUDA only
+    channels_last: bool = True  # CPU too: about 2x faster fwd+bwd there
     compile: bool = False
     workers: int = 2  # DataLoader workers for decoding the images once
     seed: int = 0
@@ -213,7 +214,7 @@ def train_segmenter(cfg: SegTrainConfig) -> Path:
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise SclleError("--device cuda requested but CUDA is not available")
     amp = cfg.amp and dev.type == "cuda"
-    cl = cfg.channels_last and dev.type == "cuda"
+    cl = cfg.channels_last  # also on CPU: 2x faster fwd+bwd for the depthwise convs (measured)
     torch.manual_seed(cfg.seed)
     if dev.type == "cuda":
         torch.backends.cudnn.benchmark = True
@@ -231,6 +232,15 @@ def train_segmenter(cfg: SegTrainConfig) -> Path:
     model = deeplabv3plus(
         num_classes=len(CLASS_NAMES), backbone=cfg.backbone, pretrained_backbone=cfg.pretrained_backbone
     )
+    if cfg.init_from is not None and not (cfg.resume and (out / "last.pt").is_file()):
+        init = load_segmenter(cfg.init_from)
+        if init.backbone != cfg.backbone or init.num_classes != len(CLASS_NAMES):
+            raise SclleError(
+                f"--init-from {cfg.init_from}: a {init.backbone}/{init.num_classes}-class model, "
+                f"the config wants {cfg.backbone}/{len(CLASS_NAMES)} classes"
+            )
+        model.load_state_dict(init.state_dict())
+        tqdm.write(f"fine-tuning from {cfg.init_from}")
     model = model.to(dev)
     if cl:
         model = model.to(memory_format=torch.channels_last)
@@ -515,6 +525,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--limit-train", dest="limit_train", type=int)
     p.add_argument("--limit-val", dest="limit_val", type=int)
     p.add_argument("--time-budget-min", dest="time_budget_min", type=float)
+    p.add_argument("--init-from", dest="init_from", help="start from these weights (name or file)")
+    p.add_argument("--class-weight-power", dest="class_weight_power", type=float)
     p.add_argument("--no-pretrained", dest="pretrained_backbone", action="store_const", const=False)
     p.add_argument("--no-test", dest="eval_test", action="store_const", const=False)
     p.add_argument("--resume", action="store_const", const=True)
