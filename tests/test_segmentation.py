@@ -134,3 +134,49 @@ def test_segment_returns_class_indices(tiny_model):
     labels = segment(torch.rand(2, 3, 32, 48), tiny_model)
     assert labels.shape == (2, 32, 48) and labels.dtype == torch.long
     assert int(labels.max()) < 5
+
+
+def _scaled_copy(model: DeepLabV3Plus, scale: float) -> DeepLabV3Plus:
+    other = DeepLabV3Plus(backbone=model.backbone, num_classes=model.num_classes, input_scale=scale)
+    other.load_state_dict(model.state_dict())
+    return other.eval()
+
+
+def test_input_scale_resizes_in_eval_only(tiny_model):
+    import torch.nn.functional as F
+
+    scaled = _scaled_copy(tiny_model, 1.5)
+    x = torch.rand(1, 3, 40, 56)
+    with torch.no_grad():
+        out = scaled(x)
+        # by hand: run the native network on the 1.5x image, resize the logits back
+        big = F.interpolate(x, size=(60, 84), mode="bilinear", align_corners=False)
+        ref = F.interpolate(tiny_model(big), size=(40, 56), mode="bilinear", align_corners=False)
+        assert out.shape == (1, 5, 40, 56)
+        assert torch.allclose(out, ref, atol=1e-5)
+        assert not torch.allclose(out, tiny_model(x), atol=1e-3)
+    scaled.train()  # training sees native resolution (random-scale augmentation covers scales)
+    x2 = torch.rand(2, 3, 40, 56)  # train-mode BN in the ASPP pooling branch needs a batch > 1
+    torch.manual_seed(0)
+    a = scaled(x2)
+    torch.manual_seed(0)
+    b = scaled._forward_native(x2)
+    assert a.shape == (2, 5, 40, 56) and torch.equal(a, b)
+
+
+def test_input_scale_saved_loaded_and_overridden(tmp_path, tiny_model):
+    path = save_segmenter(_scaled_copy(tiny_model, 1.25), tmp_path / "s.safetensors")
+    assert load_segmenter(path).input_scale == 1.25
+    assert load_segmenter(path, input_scale=1.0).input_scale == 1.0
+    # files written before input_scale existed have no header entry: native scale
+    assert load_segmenter(save_segmenter(tiny_model, tmp_path / "n.safetensors")).input_scale == 1.0
+    with pytest.raises(SclleError, match="input_scale"):
+        DeepLabV3Plus(num_classes=5, input_scale=0.0)
+
+
+def test_scaled_prior_still_passes_gradients(tiny_model):
+    prior = SemanticPrior(_scaled_copy(tiny_model, 1.25))
+    x = torch.rand(1, 3, 32, 32, requires_grad=True)
+    prior(x).logsumexp(1).mean().backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0
+    assert all(p.grad is None for p in prior.parameters())

@@ -64,6 +64,9 @@ def register(app: typer.Typer) -> None:
         limit: int = typer.Option(None, "--limit", help="Only N images, evenly spaced over the split."),
         batch_size: int = typer.Option(4, "--batch-size"),
         device: str = typer.Option("auto", "--device"),
+        input_scale: float = typer.Option(
+            None, "--input-scale", help="Override the inference scale stored with the weights (1 = native)."
+        ),
     ) -> None:
         """mIoU, pixel accuracy and per-class IoU of the segmenter on a CamVid split."""
         from rich.console import Console
@@ -74,11 +77,11 @@ def register(app: typer.Typer) -> None:
         from sclle.models.segmentation import load_segmenter
 
         dev = pick_device(device)
-        model = load_segmenter(seg_weights, device=dev)
+        model = load_segmenter(seg_weights, device=dev, input_scale=input_scale)
         scores = evaluate_segmentation(
             model, CamVid(data_root, split), batch_size=batch_size, device=dev, limit=limit
         )
-        table = Table(title=f"CamVid {split} ({scores.n_images} images)")
+        table = Table(title=f"CamVid {split} ({scores.n_images} images, input scale {model.input_scale:g})")
         table.add_column("class")
         table.add_column("IoU %", justify="right")
         for name, v in scores.per_class_iou.items():
