@@ -6,12 +6,15 @@ import json
 from importlib import resources
 
 import numpy as np
+import pytest
 import torch
 from PIL import Image
 from typer.testing import CliRunner
 
 from sclle.cli import app
 from sclle.models import registry
+
+from conftest import shared_path
 
 SAMPLE = resources.files("sclle") / "assets" / "sample_dark.jpg"
 
@@ -47,3 +50,20 @@ def test_bundled_segmenter_loads():
     x = torch.rand(1, 3, 40, 56)
     with torch.no_grad():
         assert seg(x).shape == (1, 11, 40, 56)
+
+
+@pytest.mark.slow
+def test_bundled_segmenter_reproduces_its_recorded_camvid_test_miou():
+    """The shipped scores are re-measured, not trusted: full CamVid test at the stored input scale."""
+    from sclle.data.camvid import CamVid
+    from sclle.evaluate.darkness import evaluate_segmentation
+    from sclle.models.segmentation import get_segmenter_entry, load_segmenter, segmenter_metadata
+
+    root = shared_path("data", "camvid")
+    meta = segmenter_metadata(get_segmenter_entry("camvid-deeplabv3plus-lite0").path)
+    seg = load_segmenter()
+    assert seg.input_scale == meta["input_scale"]
+    scores = evaluate_segmentation(seg, CamVid(root, "test"), batch_size=4, device="cpu", progress=False)
+    assert scores.n_images == 233
+    # 0.5 point: other CPUs / oneDNN versions may flip the argmax of a few boundary pixels
+    assert abs(scores.miou - meta["test"]["miou"]) < 5e-3
