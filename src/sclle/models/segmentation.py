@@ -398,7 +398,7 @@ def load_segmenter(
             backbone=backbone, num_classes=state["head.0.weight"].shape[0], input_scale=input_scale
         )
     except (ValueError, SclleError) as exc:
-        raise WeightsError(f"bad input_scale in the file header ({exc})", path) from exc
+        raise WeightsError(f"bad input_scale ({exc})", path) from exc
     try:
         model.load_state_dict(state)
     except RuntimeError as exc:

@@ -77,7 +77,7 @@ class SegTrainConfig:
     eval_batch_size: int = 8
     device: str = "auto"  # auto | cpu | cuda
     amp: bool = True  # bf16 autocast (CUDA only)
-    channels_last: bool = True  # CPU too: about 2x faster fwd+bwd there
+    channels_last: bool = True  # CPU too: 1.5x faster training steps there (BENCHMARKS.md)
     compile: bool = False
     workers: int = 2  # DataLoader workers for decoding the images once
     seed: int = 0
@@ -214,7 +214,7 @@ def train_segmenter(cfg: SegTrainConfig) -> Path:
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise SclleError("--device cuda requested but CUDA is not available")
     amp = cfg.amp and dev.type == "cuda"
-    cl = cfg.channels_last  # also on CPU: 2x faster fwd+bwd for the depthwise convs (measured)
+    cl = cfg.channels_last  # also on CPU: 1.5x faster steps for the depthwise convs (BENCHMARKS.md)
     torch.manual_seed(cfg.seed)
     if dev.type == "cuda":
         torch.backends.cudnn.benchmark = True
@@ -229,8 +229,10 @@ def train_segmenter(cfg: SegTrainConfig) -> Path:
     steps_per_epoch = max(1, n // cfg.batch_size)
     bs = min(cfg.batch_size, n)
 
-    model = deeplabv3plus(
-        num_classes=len(CLASS_NAMES), backbone=cfg.backbone, pretrained_backbone=cfg.pretrained_backbone
+    model = deeplabv3plus(  # ImageNet weights only when nothing overwrites them below
+        num_classes=len(CLASS_NAMES),
+        backbone=cfg.backbone,
+        pretrained_backbone=cfg.pretrained_backbone and cfg.init_from is None,
     )
     if cfg.init_from is not None and not (cfg.resume and (out / "last.pt").is_file()):
         init = load_segmenter(cfg.init_from)
