@@ -158,6 +158,12 @@ def test_stats_are_cached_and_sampling(flat_source, tmp_path):
     torch.testing.assert_close(s1.negatives.grams["relu2_2"], s2.negatives.grams["relu2_2"])
     assert s1.positives.grams["relu1_2"].shape == (1, 4, 4)
     assert s1.negatives.kind.tolist() == [0, 1]
+    # grey-level quantiles (brightness_stat="distribution") are cached with the Grams
+    from sclle.losses.contrastive import brightness_quantiles
+
+    pos_imgs, neg_imgs, _ = pool.load_images(32)
+    torch.testing.assert_close(s2.negatives.quantiles, brightness_quantiles(neg_imgs))
+    torch.testing.assert_close(s1.positives.quantiles, brightness_quantiles(pos_imgs))
     # another crop size is another cache entry
     pool.stats(vgg, ["relu1_2", "relu2_2"], 24, cache)
     assert before + 2 == contrast.STATS_COMPUTE_COUNT

@@ -12,7 +12,10 @@ from sclle.losses.contrastive import (
     OVER_EXPOSED,
     UNDER_EXPOSED,
     PoolStats,
+    brightness_quantiles,
+    compute_pool_stats,
     contrastive_loss,
+    distribution_distance,
     gram_matrix,
     mean_brightness,
     pairwise_distance,
@@ -315,3 +318,97 @@ def test_gradcheck_contrastive_active_hinge():
         ]
 
     assert torch.autograd.gradcheck(f, (g, e))
+
+
+# ------------------------------------------------------------------ distribution brightness statistic
+
+
+def test_brightness_quantiles_by_hand():
+    # Grey levels (mean over RGB) of a 2x2 image: 0, 0.2, 0.4, 0.6 (R=G=B).
+    grey = t(0.0, 0.2, 0.4, 0.6).view(1, 1, 2, 2).expand(1, 3, 2, 2)
+    q = brightness_quantiles(grey, levels=2)  # levels 0.25 and 0.75, linear interpolation
+    assert q.shape == (1, 2)
+    assert torch.allclose(q, t(0.15, 0.45).view(1, 2), atol=1e-6)
+    # Colour is averaged first: R=0.3, G=0, B=0 everywhere -> every quantile is 0.1.
+    img = torch.zeros(2, 3, 4, 4)
+    img[:, 0] = 0.3
+    assert torch.allclose(brightness_quantiles(img, levels=5), torch.full((2, 5), 0.1), atol=1e-6)
+    with pytest.raises(ValueError, match="B, 3, H, W"):
+        brightness_quantiles(torch.zeros(3, 4, 4))
+    with pytest.raises(ValueError, match="levels"):
+        brightness_quantiles(img, levels=0)
+
+
+def test_distribution_distance_by_hand():
+    a = t(0.2, 0.4).view(1, 2)
+    b = torch.stack([t(0.2, 0.4), t(0.5, 0.5), t(0.0, 1.0)])
+    d = distribution_distance(a, b)
+    # E|X - Y|: (0 + .2 + .2 + 0)/4 = .1 ; (.3 + .3 + .1 + .1)/4 = .2 ; (.2 + .8 + .4 + .6)/4 = .5
+    assert torch.allclose(d, t(0.1, 0.2, 0.5).view(1, 3), atol=1e-6)
+    with pytest.raises(ValueError, match="quantiles"):
+        distribution_distance(t(0.1, 0.2), b)
+
+
+def test_contrastive_distribution_statistic_by_hand():
+    grams = _scalar_grams(1.0)
+    qa, qp, qn = t(0.2, 0.4).view(1, 2), t(0.5, 0.5).view(1, 2), t(0.2, 0.4).view(1, 2)
+    # d(a,p) = .2, d(a,n) = .1 -> hinge .2 - .1 + .04 = .14
+    r = contrastive_loss(grams, grams, grams, qa, qp, qn, brightness_stat="distribution")
+    assert r["brightness"].item() == pytest.approx(0.14, abs=1e-6)
+    # the mean statistic needs 1-D tensors, the distribution statistic 2-D ones
+    with pytest.raises(ValueError, match="brightness tensors"):
+        contrastive_loss(grams, grams, grams, qa, qp, qn)
+    with pytest.raises(ValueError, match="brightness tensors"):
+        contrastive_loss(grams, grams, grams, t(0.3), t(0.5), t(0.1), brightness_stat="distribution")
+    with pytest.raises(ValueError, match="unknown brightness_stat"):
+        contrastive_loss(grams, grams, grams, qa, qp, qn, brightness_stat="median")  # type: ignore[arg-type]
+
+
+def test_pool_stats_carry_quantiles_through_subset_cat_and_to():
+    p = PoolStats(grams={"l": torch.zeros(3, 1, 1)}, brightness=t(0.1, 0.5, 0.9), quantiles=torch.rand(3, 4))
+    sub = p.subset([2, 0])
+    assert torch.equal(sub.quantiles, p.quantiles[[2, 0]])
+    both = PoolStats.cat([p, sub])
+    assert both.quantiles.shape == (5, 4)
+    assert both.to(dtype=torch.float64).quantiles.dtype == torch.float64
+    assert torch.equal(p.brightness_stat("distribution"), p.quantiles)
+    assert torch.equal(p.brightness_stat("mean"), p.brightness)
+    bare = PoolStats(grams={"l": torch.zeros(3, 1, 1)}, brightness=t(0.1, 0.5, 0.9))
+    with pytest.raises(ValueError, match="no quantiles"):
+        bare.brightness_stat("distribution")
+    assert PoolStats.cat([p, bare]).quantiles is None
+    with pytest.raises(ValueError, match="quantiles must be"):
+        PoolStats(grams={"l": torch.zeros(3, 1, 1)}, brightness=t(0.1, 0.5, 0.9), quantiles=torch.rand(2, 4))
+
+
+def test_compute_pool_stats_quantiles_match_function():
+    from sclle.models.vgg import VGG16Features
+
+    vgg = VGG16Features(("relu1_2",), pretrained=False)
+    imgs = torch.rand(3, 3, 8, 8, generator=torch.Generator().manual_seed(1))
+    st = compute_pool_stats(vgg, imgs, ("relu1_2",), batch_size=2)
+    assert torch.allclose(st.quantiles, brightness_quantiles(imgs), atol=1e-6)
+
+
+def test_gradcheck_contrastive_distribution_statistic():
+    g = torch.Generator().manual_seed(3)
+    img = (0.2 + 0.6 * torch.rand(1, 3, 3, 3, generator=g)).double().requires_grad_(True)
+    qp = torch.rand(2, 8, generator=g).sort(dim=1).values.double()
+    qn = (0.05 * torch.rand(2, 8, generator=g)).sort(dim=1).values.double()
+    grams = {"l": torch.zeros(1, 1, 1, dtype=torch.float64)}
+
+    def f(x):
+        qa = brightness_quantiles(x, levels=8)
+        return contrastive_loss(
+            grams,
+            {"l": grams["l"].expand(2, 1, 1)},
+            {"l": grams["l"].expand(2, 1, 1)},
+            qa,
+            qp,
+            qn,
+            brightness_stat="distribution",
+            brightness_margin=0.5,
+        )["brightness"]
+
+    assert f(img).item() > 0  # hinge active, so the check exercises the gradient
+    assert torch.autograd.gradcheck(f, (img,), eps=1e-6, atol=1e-5)

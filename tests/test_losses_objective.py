@@ -168,3 +168,27 @@ def test_config_round_trip_and_unknown_keys():
         LossConfig(gram_layers=("relu6_1",))
     assert LossConfig().gram_margin == 0.3 and LossConfig().brightness_margin == 0.04
     assert LossConfig().weights.scale_consistency == 0.0
+
+
+def test_distribution_brightness_statistic_trains_the_enhancer(vgg, pools):
+    cfg = LossConfig(
+        weights=LossWeights(
+            contrastive_gram=0.0,
+            semantic_brightness=0.0,
+            segmentation_ce=0.0,
+            feature_preservation=0.0,
+            color=0.0,
+            smoothness=0.0,
+        ),
+        brightness_stat="distribution",
+    )
+    net, _, out = _step(vgg, pools, cfg, with_seg=False)
+    assert set(out) == {"contrastive_brightness", "total"}
+    assert out["total"].item() > 0
+    out["total"].backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in net.parameters())
+    # it is a different statistic from the paper's mean: the values differ on the same step
+    _, _, ref = _step(vgg, pools, LossConfig(weights=cfg.weights))
+    assert ref["contrastive_brightness"].item() != pytest.approx(out["contrastive_brightness"].item())
+    with pytest.raises(ValueError, match="brightness_stat"):
+        LossConfig(brightness_stat="median")  # type: ignore[arg-type]

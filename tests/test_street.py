@@ -76,3 +76,65 @@ def test_hflip_flips_image_and_label_together(camvid):
             x, y = ds.batch(s, 1), noflip.batch(s, 1)
             assert torch.equal(x.clean, y.clean.flip(-1)) and torch.equal(x.labels, y.labels.flip(-1))
             break
+
+
+# ------------------------------------------------------------------ unlabelled extra photos
+
+
+def _photos(root, n: int = 3, size: int = 48):
+    from sclle.data.photos import UnlabelledPhotos
+
+    root.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(1)
+    for i in range(n):
+        Image.fromarray((rng.random((size, size + 8, 3)) * 255).astype(np.uint8)).save(root / f"{i}.jpg")
+    (root / "notes.txt").write_text("not an image")
+    return UnlabelledPhotos(root)
+
+
+def test_unlabelled_photos_are_all_void(tmp_path):
+    from sclle.data.photos import UnlabelledPhotos
+    from sclle.errors import SclleError
+
+    photos = _photos(tmp_path / "photos")
+    assert len(photos) == 3 and [p.name for p in photos.files] == ["0.jpg", "1.jpg", "2.jpg"]
+    img, lbl = photos.get_uint8(1)
+    assert img.shape == (3, 48, 56) and img.dtype == torch.uint8
+    assert lbl.shape == (48, 56) and bool((lbl == 255).all())
+    assert len(UnlabelledPhotos(tmp_path / "photos", max_images=2)) == 2
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(SclleError, match="no images"):
+        UnlabelledPhotos(tmp_path / "empty")
+    with pytest.raises(SclleError, match="not found"):
+        UnlabelledPhotos(tmp_path / "missing")
+
+
+def test_extra_photos_mix_into_batches_undarkened(camvid, tmp_path):
+    proto = DarkenProtocol(gamma_range=(2.0, 3.0), exposure_range=(0.5, 0.8))
+    photos = _photos(tmp_path / "photos")
+    plain = StreetScenes("camvid", camvid, crop=32, protocol=proto, seed=3)
+    # fraction 0: the extra set is ignored and the batches are exactly the plain ones
+    zero = StreetScenes("camvid", camvid, crop=32, protocol=proto, seed=3, extra=photos, extra_fraction=0.0)
+    assert torch.equal(zero.batch(2, 4).low, plain.batch(2, 4).low)
+    # fraction 1: every crop is an extra photo, all-void labels, not darkened
+    only = StreetScenes("camvid", camvid, crop=32, protocol=proto, seed=3, extra=photos, extra_fraction=1.0)
+    b = only.batch(0, 4)
+    assert bool((b.indices >= len(plain)).all()) and bool((b.labels == 255).all())
+    assert torch.equal(b.low, b.clean)
+    # a mix: the street crops keep their labels and darkening, same crop plan for the street part
+    mix = StreetScenes("camvid", camvid, crop=32, protocol=proto, seed=3, extra=photos, extra_fraction=0.5)
+    seen_extra = seen_street = False
+    for step in range(6):
+        m = mix.batch(step, 4)
+        for k in range(4):
+            if int(m.indices[k]) >= len(plain):
+                seen_extra = True
+                assert torch.equal(m.low[k], m.clean[k]) and bool((m.labels[k] == 255).all())
+            else:
+                seen_street = True
+                assert float(m.low[k].mean()) < float(m.clean[k].mean())
+    assert seen_extra and seen_street
+    with pytest.raises(ValueError, match="extra_fraction"):
+        StreetScenes("camvid", camvid, crop=32, extra=photos, extra_fraction=1.5)
+    with pytest.raises(ValueError, match="extra dataset"):
+        StreetScenes("camvid", camvid, crop=32, extra_fraction=0.5)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import json
+import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -158,6 +160,32 @@ def test_ablation_switches_drop_terms(data, vgg, tmp_path):
     assert "contrastive_gram" not in seen[0] and "feature_preservation" not in seen[0] and "color" in seen[0]
 
 
+def test_extra_photos_and_distribution_statistic_train(data, vgg, tmp_path):
+    """A run mixing unlabelled photos into the batches, with the distribution brightness statistic."""
+    seen: list[dict] = []
+    cfg = make_cfg(
+        data,
+        tmp_path / "x",
+        **{
+            "schedule.steps": 3,
+            "data.extra_dir": str(data / "val"),
+            "data.extra_fraction": 0.5,
+            "loss.brightness_stat": "distribution",
+        },
+    )
+    train(cfg, vgg=vgg, callback=lambda s, losses: seen.append({k: float(v) for k, v in losses.items()}))
+    assert len(seen) == 3 and all(math.isfinite(x["total"]) for x in seen)
+    assert "contrastive_brightness" in seen[0]
+    meta = json.loads((tmp_path / "x" / "export" / "tiny.json").read_text())
+    assert meta["config"]["data"]["extra_fraction"] == 0.5
+    assert meta["config"]["loss"]["brightness_stat"] == "distribution"
+    bad = make_cfg(data, tmp_path / "y", **{"schedule.steps": 1, "data.extra_fraction": 0.5})
+    from sclle.errors import SclleError
+
+    with pytest.raises(SclleError, match="extra_dir"):
+        train(bad, vgg=vgg)
+
+
 def test_semantic_term_without_segmenter_is_one_clear_error(data, vgg, tmp_path):
     from sclle.errors import SclleError
 
@@ -167,3 +195,13 @@ def test_semantic_term_without_segmenter_is_one_clear_error(data, vgg, tmp_path)
     with pytest.raises(SclleError) as exc:
         train(cfg, vgg=vgg)
     assert "segmenter" in str(exc.value) and "\n" not in str(exc.value)
+
+
+@pytest.mark.parametrize(
+    "path", sorted(p.name for p in (Path(__file__).resolve().parents[1] / "configs").glob("scl_*.yaml"))
+)
+def test_shipped_enhancer_configs_load(path):
+    """Every enhancer recipe in configs/ parses (no unknown keys, valid losses)."""
+    cfg = load_config(Path(__file__).resolve().parents[1] / "configs" / path)
+    assert cfg.loss.brightness_stat in ("mean", "distribution")
+    assert cfg.schedule.steps > 0

@@ -510,14 +510,14 @@ class ContrastPool:
         fingerprint: str | None = None,
         progress: bool = False,
     ) -> PoolPair:
-        """VGG Gram matrices and mean brightness of every pool image at ``size`` px, computed once.
+        """VGG Gram matrices, mean brightness and grey quantiles of every pool image at ``size`` px, computed once.
 
         The result is cached in ``cache_dir`` under a key made of the VGG weights' fingerprint, the
         pool's content hash, ``size`` and ``layers``; a later call with the same key loads it instead of
         running VGG (a different pool, size, layer set or VGG gives a different file). Tensors are
         returned on ``device`` (default: the VGG's).
         """
-        from sclle.losses.contrastive import gram_matrix, mean_brightness
+        from sclle.losses.contrastive import brightness_quantiles, gram_matrix, mean_brightness
         from sclle.losses.objective import PoolStats
 
         global STATS_COMPUTE_COUNT
@@ -532,7 +532,7 @@ class ContrastPool:
             blob = {}
             for name, imgs in (("pos", pos), ("neg", neg)):
                 grams: dict[str, list[torch.Tensor]] = {k: [] for k in layers}
-                bright = []
+                bright, quant = [], []
                 with torch.no_grad():
                     chunks = range(0, len(imgs), batch_size)
                     for i in tqdm(chunks, desc=f"pool stats ({name})", disable=not progress):
@@ -541,9 +541,11 @@ class ContrastPool:
                         for k in layers:
                             grams[k].append(gram_matrix(feats[k]).float().cpu())
                         bright.append(mean_brightness(x).float().cpu())
+                        quant.append(brightness_quantiles(x).float().cpu())
                 blob[name] = {
                     "grams": {k: torch.cat(v) for k, v in grams.items()},
                     "brightness": torch.cat(bright),
+                    "quantiles": torch.cat(quant),
                 }
             blob["pos"]["kind"] = torch.full((len(pos),), -1, dtype=torch.long)
             blob["neg"]["kind"] = kinds
@@ -559,6 +561,7 @@ class ContrastPool:
                 grams={k: v.to(dev) for k, v in d["grams"].items()},
                 brightness=d["brightness"].to(dev),
                 kind=d["kind"].to(dev),
+                quantiles=d["quantiles"].to(dev),
             )
 
         return PoolPair(mk(blob["pos"]), mk(blob["neg"]))
@@ -572,7 +575,7 @@ class ContrastPool:
                 "pool": self.content_hash(),
                 "size": int(size),
                 "layers": list(layers),
-                "v": 1,
+                "v": 2,  # 2: grey-level quantiles added
             },
             sort_keys=True,
         )

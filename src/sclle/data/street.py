@@ -16,6 +16,11 @@ state is carried from step to step. Hence a resumed run sees exactly the batches
 run would, and DDP ranks that each take their slice of the *global* batch together see exactly
 what one process would with the whole batch.
 
+Optionally a share ``extra_fraction`` of every batch comes from ``extra``, a dataset of unlabelled
+photos (:class:`~sclle.data.photos.UnlabelledPhotos`, all labels void): real exposures that are used
+as they are, never darkened. Without ``extra`` the random stream is exactly the one without the
+option, so older runs reproduce.
+
 Images smaller than the crop are upscaled (bilinear; labels nearest) so their short side equals
 the crop. ``preload="device"`` keeps all images and labels as uint8 on the training device (CamVid
 train: ~190 MB) so a step does no I/O and no host-device copies; ``"cpu"`` keeps them in host
@@ -88,6 +93,8 @@ class StreetScenes:
         seed: the data seed (sampling and darkening derive from it).
         preload: ``"device"`` | ``"cpu"`` | ``"none"``.
         device: where batches are made (and preloaded data kept for ``"device"``).
+        extra: unlabelled photos (same ``get_uint8`` interface, void labels), read on demand.
+        extra_fraction: expected share of each batch drawn from ``extra`` (0 to 1).
     """
 
     def __init__(
@@ -102,6 +109,8 @@ class StreetScenes:
         seed: int = 0,
         preload: Preload = "device",
         device: str | torch.device = "cpu",
+        extra=None,
+        extra_fraction: float = 0.0,
     ) -> None:
         if isinstance(dataset, str):
             if root is None:
@@ -113,6 +122,12 @@ class StreetScenes:
             raise ValueError(f"crop must be >= 8, got {crop}")
         if len(dataset) == 0:
             raise SclleError("the street-scene dataset is empty")
+        if not 0.0 <= extra_fraction <= 1.0:
+            raise ValueError(f"extra_fraction must be in [0, 1], got {extra_fraction}")
+        if extra_fraction > 0 and (extra is None or len(extra) == 0):
+            raise ValueError("extra_fraction > 0 needs a non-empty extra dataset")
+        self.extra = extra if extra_fraction > 0 else None
+        self.extra_fraction = float(extra_fraction)
         self.dataset = dataset
         self.crop = int(crop)
         self.protocol = protocol
@@ -141,6 +156,10 @@ class StreetScenes:
         return _fit_short_side(img, lbl.to(torch.uint8), self.crop)
 
     def _get(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        if i >= len(self.dataset):  # an extra photo (plan() offsets their indices)
+            assert self.extra is not None
+            img, lbl = self.extra.get_uint8(i - len(self.dataset))
+            return _fit_short_side(img, lbl.to(torch.uint8), self.crop)
         if self._images is not None and self._labels is not None:
             return self._images[i], self._labels[i]
         return self._fetch(i)
@@ -153,12 +172,17 @@ class StreetScenes:
     def plan(self, step: int, batch: int) -> list[tuple[int, float, float, bool]]:
         """The random choices of the global batch of ``step``: (index, top frac, left frac, flip) each.
 
-        Offsets are drawn as fractions so that the plan needs no image sizes.
+        Offsets are drawn as fractions so that the plan needs no image sizes. Indices
+        ``>= len(dataset)`` are extra photos (``index - len(dataset)`` in ``extra``).
         """
         g = image_generator(self.seed, int(step))
         idx = torch.randint(len(self.dataset), (batch,), generator=g)
         frac = torch.rand(batch, 2, generator=g, dtype=torch.float64)
         flip = torch.rand(batch, generator=g) < 0.5
+        if self.extra is not None:  # drawn after the others: without extra the stream is unchanged
+            use = torch.rand(batch, generator=g, dtype=torch.float64) < self.extra_fraction
+            eidx = torch.randint(len(self.extra), (batch,), generator=g)
+            idx = torch.where(use, eidx + len(self.dataset), idx)
         return [
             (int(idx[k]), float(frac[k, 0]), float(frac[k, 1]), bool(flip[k]) and self.hflip)
             for k in range(batch)
@@ -193,6 +217,9 @@ class StreetScenes:
         ids = list(range(first, first + b))
         if self.protocol is not None:
             low, _ = darken_seeded(clean, self.protocol, self.seed + _DARKEN_SEED_OFFSET, ids)
+            is_extra = torch.tensor([p[0] >= len(self.dataset) for p in plan], device=low.device)
+            if bool(is_extra.any()):  # real photos keep their own exposure
+                low = torch.where(is_extra[:, None, None, None], clean, low)
         else:
             low = clean
         return StreetBatch(

@@ -31,6 +31,11 @@ from sclle.models.vgg import VGG16Features
 Distance = Literal["mse", "sse", "l1"]
 _DISTANCES = ("mse", "sse", "l1")
 Aggregate = Literal["mean", "pairs"]
+BrightnessStat = Literal["mean", "distribution"]
+_BRIGHTNESS_STATS = ("mean", "distribution")
+
+#: Quantile levels kept per image for ``brightness_stat="distribution"``.
+DEFAULT_QUANTILES = 32
 
 #: PoolStats.kind values.
 UNDER_EXPOSED = 0
@@ -55,6 +60,45 @@ def mean_brightness(image: torch.Tensor) -> torch.Tensor:
     if image.ndim != 4 or image.shape[1] != 3:
         raise ValueError(f"mean_brightness expects (B, 3, H, W), got {tuple(image.shape)}")
     return image.mean(dim=(1, 2, 3))
+
+
+def brightness_quantiles(image: torch.Tensor, levels: int = DEFAULT_QUANTILES) -> torch.Tensor:
+    """Quantiles of the grey level (mean over RGB) of (B, 3, H, W) images -> (B, levels).
+
+    Levels are the bin centres ``(k + 0.5) / levels``: a compact, size-independent description of the
+    brightness *distribution*, differentiable (through the sort) for the enhanced images.
+    """
+    if image.ndim != 4 or image.shape[1] != 3:
+        raise ValueError(f"brightness_quantiles expects (B, 3, H, W), got {tuple(image.shape)}")
+    if levels < 1:
+        raise ValueError(f"levels must be >= 1, got {levels}")
+    grey = image.mean(dim=1).flatten(1)
+    q = (torch.arange(levels, device=image.device, dtype=grey.dtype) + 0.5) / levels
+    return torch.quantile(grey, q, dim=1).transpose(0, 1).contiguous()
+
+
+def distribution_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Mean absolute grey-level difference between random pixels of two images -> (B, N).
+
+    ``a`` (B, K) and ``b`` (N, K) are :func:`brightness_quantiles`; the result is
+    ``mean_{i,j} |a_i - b_j|``, i.e. ``E|X - Y|`` for X, Y drawn independently from the two grey-level
+    distributions. This is what the released SCL-LLE code measures with a per-pixel L1 between the
+    enhanced image and an unrelated positive/negative, without depending on where the pixels are.
+    It pulls every pixel towards the bulk of the positives' grey levels, not only the image mean.
+    """
+    if a.ndim != 2 or b.ndim != 2:
+        raise ValueError(f"expected (B, K) and (N, K) quantiles, got {tuple(a.shape)} and {tuple(b.shape)}")
+    diff = a[:, None, :, None] - b.to(a.dtype)[None, :, None, :]  # (B, N, K, K')
+    return diff.abs().mean(dim=(2, 3))
+
+
+def anchor_brightness_stat(image: torch.Tensor, stat: BrightnessStat) -> torch.Tensor:
+    """:func:`mean_brightness` (``"mean"``) or :func:`brightness_quantiles` (``"distribution"``)."""
+    if stat == "mean":
+        return mean_brightness(image)
+    if stat == "distribution":
+        return brightness_quantiles(image)
+    raise ValueError(f"unknown brightness_stat {stat!r}; known: {', '.join(_BRIGHTNESS_STATS)}")
 
 
 def pairwise_distance(a: torch.Tensor, b: torch.Tensor, distance: Distance = "mse") -> torch.Tensor:
@@ -122,6 +166,7 @@ def contrastive_loss(
     brightness_margin: float = 0.04,
     distance: Distance = "mse",
     aggregate: Aggregate = "mean",
+    brightness_stat: BrightnessStat = "mean",
 ) -> dict[str, torch.Tensor]:
     """SCL-LLE contrastive loss (module docstring) -> ``{"gram", "brightness", "total"}`` scalars.
 
@@ -137,13 +182,24 @@ def contrastive_loss(
             ``"pairs"``: ``mean_{p,n} max(d(a,p) - d(a,n) + margin, 0)`` (a triplet per pair, so one
             close negative is enough to activate the hinge). Either way the batch mean is returned.
 
+        brightness_stat: ``"mean"`` (paper): the brightness tensors are mean brightness (B,), (P,),
+            (N,) compared with ``distance``; ``"distribution"`` (beyond the paper, closer to the
+            released code): they are :func:`brightness_quantiles` (B, K), (P, K), (N, K) compared
+            with :func:`distribution_distance`.
+
     With no negatives (``neg_grams``/``neg_brightness`` None or empty) the push term is dropped and
     the loss is the plain pull ``mean_p d(a, p)`` (no margin: a constant would not change gradients).
     """
     if distance not in _DISTANCES:
         raise ValueError(f"unknown distance {distance!r}; known: {', '.join(_DISTANCES)}")
-    if anchor_brightness.ndim != 1 or pos_brightness.ndim != 1:
-        raise ValueError("brightness tensors must be 1-D (B,), (P,), (N,)")
+    if brightness_stat not in _BRIGHTNESS_STATS:
+        raise ValueError(
+            f"unknown brightness_stat {brightness_stat!r}; known: {', '.join(_BRIGHTNESS_STATS)}"
+        )
+    want = 1 if brightness_stat == "mean" else 2
+    if anchor_brightness.ndim != want or pos_brightness.ndim != want:
+        shapes = "(B,), (P,), (N,)" if want == 1 else "(B, K), (P, K), (N, K)"
+        raise ValueError(f"brightness tensors must be {shapes} for brightness_stat={brightness_stat!r}")
     if pos_brightness.numel() == 0:
         raise ValueError("need at least one positive")
     b = anchor_brightness.shape[0]
@@ -157,21 +213,25 @@ def contrastive_loss(
             )
     has_neg = neg_grams is not None and neg_brightness is not None and neg_brightness.numel() > 0
     if has_neg:
-        if neg_brightness.ndim != 1:
-            raise ValueError("neg_brightness must be 1-D (N,)")
+        if neg_brightness.ndim != want:
+            raise ValueError(f"neg_brightness must have {want} dimension(s)")
         for name, g in neg_grams.items():
             if g.shape[0] != neg_brightness.shape[0]:
                 raise ValueError(
                     f"negative grams {name}: {g.shape[0]} rows, brightness: {neg_brightness.shape[0]}"
                 )
 
-    ea = anchor_brightness.unsqueeze(1)
+    def d_bright(pool: torch.Tensor) -> torch.Tensor:
+        if brightness_stat == "distribution":
+            return distribution_distance(anchor_brightness, pool)
+        return pairwise_distance(anchor_brightness.unsqueeze(1), pool.unsqueeze(1), distance)
+
     d_gram_pos = _gram_distances(anchor_grams, pos_grams, distance)
-    d_bright_pos = pairwise_distance(ea, pos_brightness.unsqueeze(1), distance)
+    d_bright_pos = d_bright(pos_brightness)
     d_gram_neg = d_bright_neg = None
     if has_neg:
         d_gram_neg = _gram_distances(anchor_grams, neg_grams, distance)
-        d_bright_neg = pairwise_distance(ea, neg_brightness.unsqueeze(1), distance)
+        d_bright_neg = d_bright(neg_brightness)
     gram = _hinge(d_gram_pos, d_gram_neg, gram_margin, aggregate)
     bright = _hinge(d_bright_pos, d_bright_neg, brightness_margin, aggregate)
     return {"gram": gram, "brightness": bright, "total": gram + bright}
@@ -186,11 +246,13 @@ class PoolStats:
         brightness: (N,) mean brightness (:func:`mean_brightness`).
         kind: (N,) long, for negatives: 0 = under-exposed, 1 = over-exposed
             (:data:`UNDER_EXPOSED`, :data:`OVER_EXPOSED`); ``None`` for positives.
+        quantiles: (N, K) grey-level quantiles (:func:`brightness_quantiles`), or ``None``.
     """
 
     grams: dict[str, torch.Tensor]
     brightness: torch.Tensor
     kind: torch.Tensor | None = field(default=None)
+    quantiles: torch.Tensor | None = field(default=None)
 
     def __post_init__(self) -> None:
         if self.brightness.ndim != 1:
@@ -201,6 +263,18 @@ class PoolStats:
                 raise ValueError(f"grams[{name!r}] must be ({n}, C, C), got {tuple(g.shape)}")
         if self.kind is not None and tuple(self.kind.shape) != (n,):
             raise ValueError(f"kind must be ({n},), got {tuple(self.kind.shape)}")
+        if self.quantiles is not None and (self.quantiles.ndim != 2 or self.quantiles.shape[0] != n):
+            raise ValueError(f"quantiles must be ({n}, K), got {tuple(self.quantiles.shape)}")
+
+    def brightness_stat(self, stat: BrightnessStat) -> torch.Tensor:
+        """The statistic the contrastive brightness term compares (``"mean"`` or ``"distribution"``)."""
+        if stat == "mean":
+            return self.brightness
+        if self.quantiles is None:
+            raise ValueError(
+                "these PoolStats carry no quantiles (recompute them, or use brightness_stat='mean')"
+            )
+        return self.quantiles
 
     def __len__(self) -> int:
         return int(self.brightness.shape[0])
@@ -215,6 +289,7 @@ class PoolStats:
             grams={k: g[idx] for k, g in self.grams.items()},
             brightness=self.brightness[idx],
             kind=None if self.kind is None else self.kind[idx],
+            quantiles=None if self.quantiles is None else self.quantiles[idx],
         )
 
     def of_kind(self, *kinds: int) -> PoolStats:
@@ -232,6 +307,7 @@ class PoolStats:
             grams={k: g.to(device=device, dtype=dtype) for k, g in self.grams.items()},
             brightness=self.brightness.to(device=device, dtype=dtype),
             kind=None if self.kind is None else self.kind.to(device=device),
+            quantiles=None if self.quantiles is None else self.quantiles.to(device=device, dtype=dtype),
         )
 
     @staticmethod
@@ -241,10 +317,12 @@ class PoolStats:
             raise ValueError("nothing to concatenate")
         layers = list(items[0].grams)
         kinds = [it.kind for it in items]
+        qs = [it.quantiles for it in items]
         return PoolStats(
             grams={k: torch.cat([it.grams[k] for it in items]) for k in layers},
             brightness=torch.cat([it.brightness for it in items]),
             kind=None if any(k is None for k in kinds) else torch.cat(kinds),  # type: ignore[arg-type]
+            quantiles=None if any(q is None for q in qs) else torch.cat(qs),  # type: ignore[arg-type]
         )
 
 
@@ -271,12 +349,14 @@ def compute_pool_stats(
     device = next(vgg.parameters()).device
     grams: dict[str, list[torch.Tensor]] = {n: [] for n in layers}
     bright: list[torch.Tensor] = []
+    quant: list[torch.Tensor] = []
     for i in range(0, images.shape[0], max(1, batch_size)):
         x = images[i : i + batch_size].to(device=device, dtype=torch.float32)
         feats = vgg(x)
         for n in layers:
             grams[n].append(gram_matrix(feats[n]))
         bright.append(mean_brightness(x))
+        quant.append(brightness_quantiles(x))
     n_img = images.shape[0]
     kind_t = None
     if kind is not None:
@@ -284,7 +364,10 @@ def compute_pool_stats(
         if kind_t.ndim == 0:
             kind_t = kind_t.expand(n_img).clone()
     return PoolStats(
-        grams={n: torch.cat(g) for n, g in grams.items()}, brightness=torch.cat(bright), kind=kind_t
+        grams={n: torch.cat(g) for n, g in grams.items()},
+        brightness=torch.cat(bright),
+        kind=kind_t,
+        quantiles=torch.cat(quant) if quant else torch.zeros(0, DEFAULT_QUANTILES, device=device),
     )
 
 
@@ -305,6 +388,7 @@ class ContrastiveLoss(nn.Module):
         brightness_margin: float = 0.04,
         distance: Distance = "mse",
         aggregate: Aggregate = "mean",
+        brightness_stat: BrightnessStat = "mean",
     ) -> None:
         super().__init__()
         missing = [n for n in layers if n not in vgg.layers]
@@ -318,6 +402,11 @@ class ContrastiveLoss(nn.Module):
         self.brightness_margin = brightness_margin
         self.distance: Distance = distance
         self.aggregate: Aggregate = aggregate
+        if brightness_stat not in _BRIGHTNESS_STATS:
+            raise ValueError(
+                f"unknown brightness_stat {brightness_stat!r}; known: {', '.join(_BRIGHTNESS_STATS)}"
+            )
+        self.brightness_stat: BrightnessStat = brightness_stat
 
     def anchor_grams(
         self, enhanced: torch.Tensor, features: Mapping[str, torch.Tensor] | None = None
@@ -334,15 +423,17 @@ class ContrastiveLoss(nn.Module):
         anchor_features: Mapping[str, torch.Tensor] | None = None,
     ) -> dict[str, torch.Tensor]:
         grams = self.anchor_grams(enhanced, anchor_features)
+        stat = self.brightness_stat
         return contrastive_loss(
             grams,
             pos.grams,
             None if neg is None else neg.grams,
-            mean_brightness(enhanced),
-            pos.brightness,
-            None if neg is None else neg.brightness,
+            anchor_brightness_stat(enhanced, stat),
+            pos.brightness_stat(stat),
+            None if neg is None else neg.brightness_stat(stat),
             gram_margin=self.gram_margin,
             brightness_margin=self.brightness_margin,
             distance=self.distance,
             aggregate=self.aggregate,
+            brightness_stat=stat,
         )

@@ -51,12 +51,13 @@ from sclle.losses.contrastive import (
     OVER_EXPOSED,
     UNDER_EXPOSED,
     Aggregate,
+    BrightnessStat,
     Distance,
     PoolStats,
+    anchor_brightness_stat,
     compute_pool_stats,
     contrastive_loss,
     gram_matrix,
-    mean_brightness,
 )
 from sclle.losses.preservation import (
     color_constancy_loss,
@@ -109,6 +110,11 @@ class LossConfig:
     #: "pairs": hinge per (positive, negative) pair. With "mean", averaging over under- *and*
     #: over-exposed negatives made the brightness hinge inactive even for very dark outputs (measured).
     aggregate: Aggregate = "pairs"
+    #: What the contrastive brightness term compares. "mean" (paper): mean brightness.
+    #: "distribution" (beyond the paper, like the released code's per-pixel L1 against unrelated
+    #: positives): E|X - Y| between grey levels of the enhanced image and of a pool image, from
+    #: 32 quantiles. It constrains mid-tones and highlights, not only the mean (docs/training.md).
+    brightness_stat: BrightnessStat = "mean"
     ignore_index: int = 255
     use_contrastive: bool = True
     use_semantic: bool = True
@@ -130,6 +136,8 @@ class LossConfig:
             raise ValueError(f"unknown distance {self.distance!r}; known: mse, sse, l1")
         if self.aggregate not in ("mean", "pairs"):
             raise ValueError(f"unknown aggregate {self.aggregate!r}; known: mean, pairs")
+        if self.brightness_stat not in ("mean", "distribution"):
+            raise ValueError(f"unknown brightness_stat {self.brightness_stat!r}; known: mean, distribution")
 
     @property
     def vgg_layers(self) -> tuple[str, ...]:
@@ -259,13 +267,14 @@ class SCLObjective(nn.Module):
                 {n: gram_matrix(feats[n]) for n in cfg.gram_layers},
                 pos_stats.grams,
                 None if neg is None else neg.grams,
-                mean_brightness(enhanced),
-                pos_stats.brightness,
-                None if neg is None else neg.brightness,
+                anchor_brightness_stat(enhanced, cfg.brightness_stat),
+                pos_stats.brightness_stat(cfg.brightness_stat),
+                None if neg is None else neg.brightness_stat(cfg.brightness_stat),
                 gram_margin=cfg.gram_margin,
                 brightness_margin=cfg.brightness_margin,
                 distance=cfg.distance,
                 aggregate=cfg.aggregate,
+                brightness_stat=cfg.brightness_stat,
             )
             if w.contrastive_gram != 0.0:
                 out["contrastive_gram"] = w.contrastive_gram * c["gram"]

@@ -55,6 +55,11 @@ class DataConfig:
     noise_peak: float | None = None
     noise_read_std: float = 0.0
     hflip: bool = True
+    #: Folder of unlabelled photos mixed into the batches as they are (not darkened; semantic terms
+    #: ignore them), e.g. the SICE Part1 frames: real exposures from dark to blown out.
+    extra_dir: str | None = None
+    #: Expected share of each batch taken from extra_dir (0: none).
+    extra_fraction: float = 0.0
     #: device | cpu | none (see sclle.data.street).
     preload: str = "device"
     #: Held-out folder of real low-light images for validation (NIQE, brightness); None: none.

@@ -554,6 +554,13 @@ def _train(
     if d.darken:
         noise = NoiseModel(d.noise_peak, d.noise_read_std) if d.noise_peak else None
         protocol = DarkenProtocol(d.gamma_range, d.exposure_range, noise)
+    extra = None
+    if d.extra_fraction > 0:
+        if not d.extra_dir:
+            raise SclleError("data.extra_fraction > 0 needs data.extra_dir")
+        from sclle.data.photos import UnlabelledPhotos
+
+        extra = UnlabelledPhotos(d.extra_dir)
     street = StreetScenes(
         d.dataset,
         d.root,
@@ -564,6 +571,8 @@ def _train(
         seed=cfg.seed,
         preload=d.preload,
         device=device,  # type: ignore[arg-type]
+        extra=extra,
+        extra_fraction=d.extra_fraction,
     )
     lc = cfg.loss
     need_pool = lc.use_contrastive and (
