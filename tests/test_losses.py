@@ -26,6 +26,7 @@ from sclle.losses.preservation import (
     estimate_curves_at_scale,
     feature_preservation_loss,
     scale_consistency_loss,
+    spatial_consistency_loss,
 )
 from sclle.losses.semantic import segmentation_ce_loss, semantic_brightness_loss
 
@@ -412,3 +413,31 @@ def test_gradcheck_contrastive_distribution_statistic():
 
     assert f(img).item() > 0  # hinge active, so the check exercises the gradient
     assert torch.autograd.gradcheck(f, (img,), eps=1e-6, atol=1e-5)
+
+
+# ------------------------------------------------------------------ Zero-DCE spatial consistency (optional)
+
+
+def test_spatial_consistency_by_hand():
+    low = torch.zeros(1, 3, 8, 8)
+    enh = torch.zeros(1, 3, 8, 8)
+    enh[:, :, :4, :4] = 0.4  # one bright 4x4 region of four: contrast 0.4 to two neighbours, input has 0
+    # vertical pairs (0.4^2, 0) -> 0.08; horizontal pairs the same -> mean 0.08
+    assert spatial_consistency_loss(low, enh).item() == pytest.approx(0.08, abs=1e-7)
+    # a uniform brightness offset keeps every local difference: zero
+    x = torch.rand(2, 3, 16, 12, generator=torch.Generator().manual_seed(0))
+    assert spatial_consistency_loss(x, x + 0.1).item() == pytest.approx(0.0, abs=1e-10)
+    # doubling the contrast is penalised; region=1 compares single pixels
+    assert spatial_consistency_loss(x * 0.5, x).item() > 0
+    assert spatial_consistency_loss(x, x * 2, region=1).item() > spatial_consistency_loss(x, x * 2).item()
+    with pytest.raises(ValueError, match="must be equal"):
+        spatial_consistency_loss(x, x[:, :, :8])
+    with pytest.raises(ValueError, match="2x2 regions"):
+        spatial_consistency_loss(x[..., :6, :6], x[..., :6, :6])
+
+
+def test_gradcheck_spatial_consistency():
+    g = torch.Generator().manual_seed(4)
+    low = torch.rand(1, 3, 4, 4, generator=g, dtype=torch.float64)
+    enh = torch.rand(1, 3, 4, 4, generator=g, dtype=torch.float64).requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda e: spatial_consistency_loss(low, e, region=2), (enh,))

@@ -192,3 +192,13 @@ def test_distribution_brightness_statistic_trains_the_enhancer(vgg, pools):
     assert ref["contrastive_brightness"].item() != pytest.approx(out["contrastive_brightness"].item())
     with pytest.raises(ValueError, match="brightness_stat"):
         LossConfig(brightness_stat="median")  # type: ignore[arg-type]
+
+
+def test_spatial_consistency_weight_adds_the_term(vgg, pools):
+    off = _step(vgg, pools, LossConfig())[2]
+    assert "spatial_consistency" not in off  # not part of SCL-LLE: off by default
+    net, _, on = _step(vgg, pools, LossConfig(weights=LossWeights(spatial_consistency=100.0)))
+    assert on["spatial_consistency"].item() > 0
+    assert on["total"].item() == pytest.approx(
+        off["total"].item() + on["spatial_consistency"].item(), rel=1e-5
+    )

@@ -64,6 +64,7 @@ from sclle.losses.preservation import (
     curve_smoothness_loss,
     feature_preservation_loss,
     scale_consistency_loss,
+    spatial_consistency_loss,
 )
 from sclle.losses.semantic import segmentation_ce_loss, semantic_brightness_loss
 from sclle.models.vgg import VGG16_LAYERS, VGG16Features
@@ -92,6 +93,8 @@ class LossWeights:
     smoothness: float = 200.0
     #: beyond the paper: curve maps at x1/4 resolution should match full resolution (off by default).
     scale_consistency: float = 0.0
+    #: not in SCL-LLE: Zero-DCE's spatial consistency L_spa (local contrast of the input kept; off).
+    spatial_consistency: float = 0.0
 
 
 @dataclass
@@ -308,6 +311,8 @@ class SCLObjective(nn.Module):
             out["color"] = w.color * color_constancy_loss(enhanced)
         if w.smoothness != 0.0:
             out["smoothness"] = w.smoothness * curve_smoothness_loss(curve_maps)
+        if w.spatial_consistency != 0.0:
+            out["spatial_consistency"] = w.spatial_consistency * spatial_consistency_loss(low, enhanced)
         if w.scale_consistency != 0.0:
             if curves_small_up is None:
                 raise ValueError("curves_small_up is required when weights.scale_consistency > 0")

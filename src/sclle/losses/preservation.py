@@ -10,6 +10,10 @@
   divided by the batch size, times 2 - the released Zero-DCE/SCL-LLE ``L_TV``). The weight
   (200 in both released trainers) is *not* applied here; :class:`~sclle.losses.objective.LossWeights`
   carries it.
+* :func:`spatial_consistency_loss` - Zero-DCE's ``L_spa``, not part of SCL-LLE (weight 0 by default):
+  on 4x4-average-pooled grey images, the difference between each region and its 4 neighbours should
+  be the same in the enhanced image as in the input, ``mean((|Y_i - Y_j| - |I_i - I_j|)^2)``. It keeps
+  local contrast from being flattened (veiled blacks) or exaggerated (amplified noise).
 * :func:`scale_consistency_loss` - beyond the paper: curve maps estimated on a x1/4 copy of the input
   and upsampled (what the fast inference mode does) should match those estimated at full
   resolution; ``mean((A_full - up(A_small))^2)``. :func:`estimate_curves_at_scale` produces
@@ -137,3 +141,38 @@ class ScaleConsistencyLoss(nn.Module):
 
     def forward(self, curves_full: torch.Tensor, curves_small_upsampled: torch.Tensor) -> torch.Tensor:
         return scale_consistency_loss(curves_full, curves_small_upsampled)
+
+
+def spatial_consistency_loss(low: torch.Tensor, enhanced: torch.Tensor, region: int = 4) -> torch.Tensor:
+    """Zero-DCE's spatial consistency ``mean((|Y_i - Y_j| - |I_i - I_j|)^2)`` (module docstring).
+
+    Y, I: grey (mean over RGB) of ``enhanced`` / ``low`` averaged over ``region`` x ``region``
+    blocks; j runs over the up, down, left and right neighbours of region i (pairs that would leave
+    the image are left out). Averaged over the batch, regions and the four directions.
+    """
+    if low.shape != enhanced.shape or low.ndim != 4 or low.shape[1] != 3:
+        raise ValueError(
+            f"low {tuple(low.shape)} and enhanced {tuple(enhanced.shape)} must be equal (B, 3, H, W)"
+        )
+    if region < 1 or low.shape[-2] < 2 * region or low.shape[-1] < 2 * region:
+        raise ValueError(f"need at least 2x2 regions of {region} px, got {tuple(low.shape[-2:])}")
+    y = F.avg_pool2d(enhanced.mean(dim=1, keepdim=True), region)
+    x = F.avg_pool2d(low.mean(dim=1, keepdim=True), region).to(y.dtype)
+    terms = []
+    for dim in (-2, -1):  # vertical, horizontal neighbours; each pair counts for both of its regions
+        n = y.shape[dim] - 1
+        dy = (y.narrow(dim, 1, n) - y.narrow(dim, 0, n)).abs()
+        dx = (x.narrow(dim, 1, n) - x.narrow(dim, 0, n)).abs()
+        terms.append((dy - dx).pow(2).mean())
+    return (terms[0] + terms[1]) / 2
+
+
+class SpatialConsistencyLoss(nn.Module):
+    """Module twin of :func:`spatial_consistency_loss`: ``forward(low, enhanced)``."""
+
+    def __init__(self, region: int = 4) -> None:
+        super().__init__()
+        self.region = region
+
+    def forward(self, low: torch.Tensor, enhanced: torch.Tensor) -> torch.Tensor:
+        return spatial_consistency_loss(low, enhanced, self.region)
