@@ -517,8 +517,7 @@ class ContrastPool:
         running VGG (a different pool, size, layer set or VGG gives a different file). Tensors are
         returned on ``device`` (default: the VGG's).
         """
-        from sclle.losses.contrastive import brightness_quantiles, gram_matrix, mean_brightness
-        from sclle.losses.objective import PoolStats
+        from sclle.losses.contrastive import PoolStats, compute_pool_stats
 
         global STATS_COMPUTE_COUNT
         layers = list(layers)
@@ -531,22 +530,16 @@ class ContrastPool:
             pos, neg, kinds = self.load_images(size)
             blob = {}
             for name, imgs in (("pos", pos), ("neg", neg)):
-                grams: dict[str, list[torch.Tensor]] = {k: [] for k in layers}
-                bright, quant = [], []
-                with torch.no_grad():
-                    chunks = range(0, len(imgs), batch_size)
-                    for i in tqdm(chunks, desc=f"pool stats ({name})", disable=not progress):
-                        x = imgs[i : i + batch_size].to(dev)
-                        feats = vgg(x)
-                        for k in layers:
-                            grams[k].append(gram_matrix(feats[k]).float().cpu())
-                        bright.append(mean_brightness(x).float().cpu())
-                        quant.append(brightness_quantiles(x).float().cpu())
-                blob[name] = {
-                    "grams": {k: torch.cat(v) for k, v in grams.items()},
-                    "brightness": torch.cat(bright),
-                    "quantiles": torch.cat(quant),
-                }
+                chunks = range(0, len(imgs), batch_size)
+                st = PoolStats.cat(
+                    [
+                        compute_pool_stats(vgg, imgs[i : i + batch_size], layers, batch_size=batch_size).to(
+                            "cpu", torch.float32
+                        )
+                        for i in tqdm(chunks, desc=f"pool stats ({name})", disable=not progress)
+                    ]
+                )
+                blob[name] = {"grams": st.grams, "brightness": st.brightness, "quantiles": st.quantiles}
             blob["pos"]["kind"] = torch.full((len(pos),), -1, dtype=torch.long)
             blob["neg"]["kind"] = kinds
             blob["key"] = key_src

@@ -152,14 +152,14 @@ class StreetScenes:
         return len(self.dataset)
 
     def _fetch(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
-        img, lbl = self.dataset.get_uint8(i)
+        n = len(self.dataset)
+        # indices >= n are extra photos (plan() offsets them); those are never preloaded
+        img, lbl = self.dataset.get_uint8(i) if i < n else self.extra.get_uint8(i - n)  # type: ignore[union-attr]
         return _fit_short_side(img, lbl.to(torch.uint8), self.crop)
 
     def _get(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
-        if i >= len(self.dataset):  # an extra photo (plan() offsets their indices)
-            assert self.extra is not None
-            img, lbl = self.extra.get_uint8(i - len(self.dataset))
-            return _fit_short_side(img, lbl.to(torch.uint8), self.crop)
+        if i >= len(self.dataset):
+            return self._fetch(i)
         if self._images is not None and self._labels is not None:
             return self._images[i], self._labels[i]
         return self._fetch(i)
