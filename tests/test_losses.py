@@ -21,9 +21,11 @@ from sclle.losses.contrastive import (
     pairwise_distance,
 )
 from sclle.losses.preservation import (
+    ExposureControlLoss,
     color_constancy_loss,
     curve_smoothness_loss,
     estimate_curves_at_scale,
+    exposure_control_loss,
     feature_preservation_loss,
     scale_consistency_loss,
     spatial_consistency_loss,
@@ -441,3 +443,29 @@ def test_gradcheck_spatial_consistency():
     low = torch.rand(1, 3, 4, 4, generator=g, dtype=torch.float64)
     enh = torch.rand(1, 3, 4, 4, generator=g, dtype=torch.float64).requires_grad_(True)
     assert torch.autograd.gradcheck(lambda e: spatial_consistency_loss(low, e, region=2), (enh,))
+
+
+def test_exposure_control_by_hand():
+    # 2 patches of 2x2 along W: grey means 0.2 (left) and 0.9 (right); |0.2-0.6| = 0.4, |0.9-0.6| = 0.3
+    enh = torch.zeros(1, 3, 2, 4)
+    enh[..., :2] = 0.2
+    enh[..., 2:] = torch.tensor([0.6, 0.9, 1.2]).view(1, 3, 1, 1)  # grey 0.9
+    assert exposure_control_loss(enh, level=0.6, patch=2).item() == pytest.approx(0.35, abs=1e-7)
+    # a 5th column is a partial patch: left out
+    wider = torch.cat([enh, torch.zeros(1, 3, 2, 1)], dim=-1)
+    assert exposure_control_loss(wider, level=0.6, patch=2).item() == pytest.approx(0.35, abs=1e-7)
+    # per patch, not global: a global target would give |0.55 - 0.6| = 0.05
+    assert ExposureControlLoss(level=0.6, patch=2)(enh).item() == pytest.approx(0.35, abs=1e-7)
+    assert exposure_control_loss(torch.full((1, 3, 4, 4), 0.6), patch=2).item() == pytest.approx(0.0)
+    with pytest.raises(ValueError, match="patch"):
+        exposure_control_loss(enh, patch=3)
+    with pytest.raises(ValueError, match="level"):
+        exposure_control_loss(enh, level=1.5, patch=2)
+    with pytest.raises(ValueError, match="B, 3, H, W"):
+        exposure_control_loss(enh[:, :1], patch=2)
+
+
+def test_gradcheck_exposure_control():
+    torch.manual_seed(0)
+    enh = torch.rand(1, 3, 4, 4, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda e: exposure_control_loss(e, level=0.47, patch=2), (enh,))

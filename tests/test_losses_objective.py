@@ -194,6 +194,17 @@ def test_distribution_brightness_statistic_trains_the_enhancer(vgg, pools):
         LossConfig(brightness_stat="median")  # type: ignore[arg-type]
 
 
+def test_exposure_weight_adds_the_term(vgg, pools):
+    off = _step(vgg, pools, LossConfig())[2]
+    assert "exposure" not in off  # not part of SCL-LLE: off by default
+    cfg = LossConfig(weights=LossWeights(exposure=10.0), exposure_level=0.5, exposure_patch=8)
+    _, _, on = _step(vgg, pools, cfg)
+    assert on["exposure"].item() > 0
+    assert on["total"].item() == pytest.approx(off["total"].item() + on["exposure"].item(), rel=1e-5)
+    with pytest.raises(ValueError, match="exposure_level"):
+        LossConfig(exposure_level=0.0)
+
+
 def test_spatial_consistency_weight_adds_the_term(vgg, pools):
     off = _step(vgg, pools, LossConfig())[2]
     assert "spatial_consistency" not in off  # not part of SCL-LLE: off by default

@@ -62,6 +62,7 @@ from sclle.losses.contrastive import (
 from sclle.losses.preservation import (
     color_constancy_loss,
     curve_smoothness_loss,
+    exposure_control_loss,
     feature_preservation_loss,
     scale_consistency_loss,
     spatial_consistency_loss,
@@ -95,6 +96,8 @@ class LossWeights:
     scale_consistency: float = 0.0
     #: not in SCL-LLE: Zero-DCE's spatial consistency L_spa (local contrast of the input kept; off).
     spatial_consistency: float = 0.0
+    #: not in SCL-LLE: Zero-DCE's exposure control L_exp (16x16 patch means towards a level; off).
+    exposure: float = 0.0
 
 
 @dataclass
@@ -118,6 +121,9 @@ class LossConfig:
     #: positives): E|X - Y| between grey levels of the enhanced image and of a pool image, from
     #: 32 quantiles. It constrains mid-tones and highlights, not only the mean (docs/training.md).
     brightness_stat: BrightnessStat = "mean"
+    #: Target grey level and patch size of the exposure-control term (Zero-DCE: 0.6, 16 px).
+    exposure_level: float = 0.6
+    exposure_patch: int = 16
     ignore_index: int = 255
     use_contrastive: bool = True
     use_semantic: bool = True
@@ -141,6 +147,11 @@ class LossConfig:
             raise ValueError(f"unknown aggregate {self.aggregate!r}; known: mean, pairs")
         if self.brightness_stat not in ("mean", "distribution"):
             raise ValueError(f"unknown brightness_stat {self.brightness_stat!r}; known: mean, distribution")
+        if not 0.0 < self.exposure_level < 1.0 or self.exposure_patch < 1:
+            raise ValueError(
+                f"exposure_level must be in (0, 1) and exposure_patch >= 1, "
+                f"got {self.exposure_level}, {self.exposure_patch}"
+            )
 
     @property
     def vgg_layers(self) -> tuple[str, ...]:
@@ -313,6 +324,10 @@ class SCLObjective(nn.Module):
             out["smoothness"] = w.smoothness * curve_smoothness_loss(curve_maps)
         if w.spatial_consistency != 0.0:
             out["spatial_consistency"] = w.spatial_consistency * spatial_consistency_loss(low, enhanced)
+        if w.exposure != 0.0:
+            out["exposure"] = w.exposure * exposure_control_loss(
+                enhanced, cfg.exposure_level, cfg.exposure_patch
+            )
         if w.scale_consistency != 0.0:
             if curves_small_up is None:
                 raise ValueError("curves_small_up is required when weights.scale_consistency > 0")
