@@ -81,13 +81,13 @@ def end_to_end(data: list[str], weights: str, threads: int, tmp: Path) -> list[d
     import torch
 
     torch.set_num_threads(threads)
-    from sclle import io
+    from sclle import imageio
     from sclle.enhancement.batch import enhance_files
     from sclle.enhancement.engine import Engine, EngineConfig
     from sclle.models.dce import DCENet
     from sclle.models.registry import load_weights
 
-    items, _ = io.find_images(data)
+    items, _ = imageio.find_images(data)
     files = [p for p, _ in items]
     rows = []
     # naive: as the released test script (rebuild + load per image, PIL in/out, no flush)

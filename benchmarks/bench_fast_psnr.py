@@ -17,9 +17,8 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from sclle import io
-from sclle.enhancement.engine import fast_curves
-from sclle.models.dce import apply_curves
+from sclle import imageio
+from sclle.models.dce import apply_curves, fast_curves
 from sclle.models.registry import load_weights
 
 
@@ -40,12 +39,12 @@ def main() -> None:
     torch.set_num_threads(a.threads)
     net, _ = load_weights(a.model or a.weights, weights=a.weights if a.model else None)
     scales = [float(s) for s in a.scales.split(",")]
-    items, _ = io.find_images(a.data)
+    items, _ = imageio.find_images(a.data)
     res: dict[str, list[float]] = {f"fast {s}": [] for s in scales}
     res.update({f"upsample-only {s}": [] for s in scales})
     with torch.inference_mode():
         for p, _ in tqdm(items, desc="images"):
-            x = io.to_tensor(io.read_image(p).rgb)
+            x = imageio.to_tensor(imageio.read_image(p).rgb)
             c = net(x)
             exact = apply_curves(x, c)
             for s in scales:

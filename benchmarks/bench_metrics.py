@@ -65,6 +65,7 @@ def main() -> None:
         "entropy": lambda m: m(x),
         "psnr": lambda m: m(x, ref),
         "ssim": lambda m: m(x, ref),
+        "lpips": lambda m: m(x, ref),
         "miou": lambda m: m(labels_pred, labels_gt),
     }
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")

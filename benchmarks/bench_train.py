@@ -46,6 +46,7 @@ def main() -> None:
     if a.threads:
         torch.set_num_threads(a.threads)
 
+    from sclle.core.device import resolve_device
     from sclle.data.contrast import ContrastPool
     from sclle.data.darken import DarkenProtocol
     from sclle.data.street import StreetScenes
@@ -53,7 +54,7 @@ def main() -> None:
     from sclle.losses.objective import SCLObjective
     from sclle.models.dce import apply_curves
     from sclle.train.config import load_config
-    from sclle.train.trainer import init_enhancer, resolve_device
+    from sclle.train.trainer import init_enhancer
 
     sets = []
     if a.batch:

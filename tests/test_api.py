@@ -51,7 +51,7 @@ def test_pil_modes_and_path(weights, tmp_path):
     assert sclle.enhance(gray, str(weights), device="cpu").mode == "L"
     p = tmp_path / "x.png"
     rgba.convert("RGB").save(p)
-    res = sclle.enhance(p, str(weights), device="cpu", fast=0.5)
+    res = sclle.enhance(p, str(weights), device="cpu", fast_scale=0.5)
     assert isinstance(res, Image.Image) and res.size == rgba.size
 
 

@@ -56,7 +56,7 @@ def test_bundled_segmenter_loads():
 def test_bundled_segmenter_reproduces_its_recorded_camvid_test_miou():
     """The shipped scores are re-measured, not trusted: full CamVid test at the stored input scale."""
     from sclle.data.camvid import CamVid
-    from sclle.evaluate.darkness import evaluate_segmentation
+    from sclle.evaluate.segmentation import evaluate_segmentation
     from sclle.models.segmentation import get_segmenter_entry, load_segmenter, segmenter_metadata
 
     root = shared_path("data", "camvid")

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from sclle import io
+from sclle import imageio
 from sclle.data import contrast
 from sclle.data.contrast import ContrastPool, PoolParams, alignment, build_pool, discover_scenes
 
@@ -28,7 +28,7 @@ def _exposures(scene: np.ndarray, gains=(0.08, 0.2, 0.45, 1.0, 1.6)) -> list[np.
 
 def _write(path, rgb: np.ndarray) -> None:
     rgb = rgb.astype(np.float32)
-    io.write_image(path, io.from_array(rgb), rgb, overwrite=True)
+    imageio.write_image(path, imageio.from_array(rgb), rgb, overwrite=True)
 
 
 @pytest.fixture
@@ -85,11 +85,11 @@ def test_build_pool_keeps_good_drops_misaligned_and_singleton(flat_source, tmp_p
     assert scene["frame_means"] == sorted(scene["frame_means"])
     assert scene["under"]["frame"] == "2.png" and scene["over"]["frame"] == "3.png"
     for sub in ("positives", "negatives/under", "negatives/over"):
-        img = io.read_image(out / sub / "a.png").rgb
+        img = imageio.read_image(out / sub / "a.png").rgb
         assert min(img.shape[:2]) == 64
-    pos = io.read_image(out / "positives" / "a.png").rgb.mean()
-    under = io.read_image(out / "negatives" / "under" / "a.png").rgb.mean()
-    over = io.read_image(out / "negatives" / "over" / "a.png").rgb.mean()
+    pos = imageio.read_image(out / "positives" / "a.png").rgb.mean()
+    under = imageio.read_image(out / "negatives" / "under" / "a.png").rgb.mean()
+    over = imageio.read_image(out / "negatives" / "over" / "a.png").rgb.mean()
     assert under < pos < over
     assert (out / "contact_sheet.png").is_file()
     assert json.loads((out / "pool.json").read_text())["counts"]["scenes_kept"] == 1
@@ -114,7 +114,7 @@ def test_sice_layout_uses_reference(tmp_path):
         sheet=False,
     )
     assert meta["scenes"][0]["positive_source"].startswith("reference")
-    assert abs(io.read_image(tmp_path / "pool" / "positives" / "1.png").rgb.mean() - 0.5) < 0.01
+    assert abs(imageio.read_image(tmp_path / "pool" / "positives" / "1.png").rgb.mean() - 0.5) < 0.01
 
 
 class _TinyVGG(torch.nn.Module):

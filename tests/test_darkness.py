@@ -9,7 +9,9 @@ import torch
 from torch import nn
 from torch.utils.data import TensorDataset
 
-from sclle.evaluate.darkness import SegConfusion, darkness_benchmark, evaluate_segmentation
+from sclle.evaluate.darkness import darkness_benchmark
+from sclle.evaluate.segmentation import evaluate_segmentation
+from sclle.metrics.segmentation import SegConfusion
 
 
 class DecodeSegmenter(nn.Module):

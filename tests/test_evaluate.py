@@ -253,7 +253,7 @@ def test_dataset_spec_object_is_accepted(tmp_path: Path, folder: Path) -> None:
 
 
 def test_scores_match_direct_metric_calls(tmp_path: Path, folder: Path, pairs: Path) -> None:
-    from sclle.io import read_image, to_tensor
+    from sclle.imageio import read_image, to_tensor
     from sclle.metrics import create
 
     syn = f"synthetic:{folder}?gamma=2&exposure=0.6&seed=1"

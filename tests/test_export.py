@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from sclle.enhancement.export import EnhancerGraph, export_model
 from sclle.models.dce import DCENet
+from sclle.models.export import EnhancerGraph, export_model
 
 
 @pytest.fixture(scope="module")

@@ -46,7 +46,7 @@ def _gray_levels(levels: torch.Tensor) -> torch.Tensor:
 
 def test_list_metrics_describes_each_builtin():
     infos = {m.name: m for m in metrics.list_metrics()}
-    assert set(infos) == {"niqe", "piqe", "entropy", "psnr", "ssim", "miou"}
+    assert set(infos) == {"niqe", "piqe", "entropy", "psnr", "ssim", "lpips", "clipped", "miou"}
     assert infos["niqe"].kind == "nr" and infos["niqe"].lower_is_better
     assert infos["psnr"].kind == "fr" and not infos["psnr"].lower_is_better
     assert infos["miou"].kind == "seg"

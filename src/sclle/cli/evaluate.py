@@ -47,7 +47,9 @@ def register(app: typer.Typer) -> None:
             "--metrics",
             help="Comma-separated metrics (default: niqe,piqe,entropy,brightness,psnr,ssim).",
         ),
-        out: Path = typer.Option(..., "--out", "-o", help="Report folder (created if missing)."),
+        out: Path = typer.Option(
+            ..., "--out", "-o", file_okay=False, help="Report folder (created if missing)."
+        ),
         limit: int = typer.Option(
             None, "--limit", min=1, help="Only the first N images (sorted) per dataset."
         ),

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from sclle.enhancement.export import export_model
+from sclle.models.export import export_model
 from sclle.models.registry import load_weights
 
 
@@ -23,6 +23,8 @@ def register(app: typer.Typer) -> None:
         """Export an enhancer (image in, enhanced image out) for other runtimes."""
         from sclle.errors import SclleError
 
+        if output.is_dir():
+            raise SclleError("is a folder; give the file to write", output)
         if output.exists() and not overwrite:
             raise SclleError("exists; use --overwrite to replace it", output)
         net, _ = load_weights(model, weights=weights)

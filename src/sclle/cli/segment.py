@@ -72,11 +72,12 @@ def register(app: typer.Typer) -> None:
         from rich.console import Console
         from rich.table import Table
 
+        from sclle.core.device import resolve_device
         from sclle.data.camvid import CamVid
-        from sclle.evaluate.darkness import evaluate_segmentation, pick_device
+        from sclle.evaluate.segmentation import evaluate_segmentation
         from sclle.models.segmentation import load_segmenter
 
-        dev = pick_device(device)
+        dev = resolve_device(device)
         model = load_segmenter(seg_weights, device=dev, input_scale=input_scale)
         scores = evaluate_segmentation(
             model, CamVid(data_root, split), batch_size=batch_size, device=dev, limit=limit

@@ -20,6 +20,14 @@ def register(app: typer.Typer) -> None:
             False, "--resume", help="Continue from the latest checkpoint in the run folder."
         ),
         resume_from: Path = typer.Option(None, "--resume-from", help="Continue from this checkpoint file."),
+        overwrite: bool = typer.Option(
+            False,
+            "--overwrite",
+            help="Start afresh in a run folder that holds another run (its files are removed).",
+        ),
+        force: bool = typer.Option(
+            False, "--force", help="Resume even if the config changed in ways that break exact resumption."
+        ),
         set_: list[str] = typer.Option(
             [], "--set", help="Override a config value: key.path=value (repeatable)."
         ),
@@ -37,6 +45,8 @@ def register(app: typer.Typer) -> None:
             out=out,
             resume=resume,
             resume_from=resume_from,
+            overwrite=overwrite,
+            force=force,
             overrides=set_,
             device=device,
             steps=steps,

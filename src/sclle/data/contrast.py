@@ -50,7 +50,8 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from sclle import io
+from sclle import imageio
+from sclle.data.sice import held_out_files
 from sclle.errors import SclleError
 
 if TYPE_CHECKING:
@@ -80,7 +81,7 @@ class Scene:
 
 def _images(folder: Path) -> list[Path]:
     return sorted(
-        p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".") and io.is_supported(p)
+        p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".") and imageio.is_supported(p)
     )
 
 
@@ -182,8 +183,8 @@ def discover_scenes(source: str | Path, csv_path: str | Path | None = None) -> t
 
 
 def _read_u8(path: Path) -> np.ndarray:
-    """RGB uint8 HxWx3 (via sclle.io, the one place that decodes files)."""
-    rgb = io.read_image(path).rgb
+    """RGB uint8 HxWx3 (via sclle.imageio, the one place that decodes files)."""
+    rgb = imageio.read_image(path).rgb
     return np.round(np.clip(rgb, 0.0, 1.0) * 255.0).astype(np.uint8)
 
 
@@ -245,7 +246,7 @@ def _resize_short(img: np.ndarray, size: int) -> np.ndarray:
 
 def _write_png(path: Path, img_u8: np.ndarray) -> None:
     rgb = img_u8.astype(np.float32) / 255.0
-    io.write_image(path, io.from_array(img_u8), rgb, format="PNG", overwrite=True)
+    imageio.write_image(path, imageio.from_array(img_u8), rgb, format="PNG", overwrite=True)
 
 
 # ------------------------------------------------------------------------------------------ building
@@ -277,14 +278,18 @@ class PoolParams:
     exposure_weight: float = 1.0
 
 
-def _process_scene(scene: Scene, params: PoolParams) -> tuple[dict, dict[str, np.ndarray]]:
-    """Check one scene; return (record, images to write). A record with "reason" means dropped."""
+def check_scene(scene: Scene, params: PoolParams) -> tuple[dict, list[np.ndarray], np.ndarray | None]:
+    """Sort a scene's frames by exposure, check they align and build its positive.
+
+    Returns (record, frames in exposure order as RGB uint8, positive); a record with "reason" means
+    the scene is not usable (then the positive is None). Shared by the pool and the SICE pairs.
+    """
     imgs = [_read_u8(p) for p in scene.frames]
     shapes = {im.shape for im in imgs}
     rec: dict[str, Any] = {"id": scene.id, "frames": [p.name for p in scene.frames]}
     if len(shapes) != 1:
         rec["reason"] = f"frames differ in size {sorted(shapes)}"
-        return rec, {}
+        return rec, imgs, None
     grays = scene.mean_gray or [float(cv2.cvtColor(im, cv2.COLOR_RGB2GRAY).mean()) for im in imgs]
     order = sorted(range(len(imgs)), key=lambda i: grays[i])
     imgs = [imgs[i] for i in order]
@@ -293,7 +298,7 @@ def _process_scene(scene: Scene, params: PoolParams) -> tuple[dict, dict[str, np
     rec["frame_means"] = [round(m, 4) for m in means]
     if len(imgs) < params.min_frames and scene.reference is None:
         rec["reason"] = f"only {len(imgs)} frames (min {params.min_frames})"
-        return rec, {}
+        return rec, imgs, None
     corr, shift = alignment(imgs, params.align_side, params.corr_side)
     rec["neighbour_corr"] = [round(c, 3) for c in corr]
     rec["neighbour_shift_pct"] = [round(s, 3) for s in shift]
@@ -308,8 +313,7 @@ def _process_scene(scene: Scene, params: PoolParams) -> tuple[dict, dict[str, np
             f"frames do not align: {rec['frames'][i]} -> {rec['frames'][i + 1]} corr {corr[i]:.2f} "
             f"(min {params.min_corr}), shift {shift[i]:.2f}% (max {params.max_shift_pct}%)"
         )
-        return rec, {}
-    out: dict[str, np.ndarray] = {}
+        return rec, imgs, None
     if scene.reference is not None:
         pos = _read_u8(scene.reference)
         rec["positive_source"] = f"reference {scene.reference.name}"
@@ -321,8 +325,17 @@ def _process_scene(scene: Scene, params: PoolParams) -> tuple[dict, dict[str, np
     lo, hi = params.positive_mean_range
     if scene.reference is None and not lo <= pos_mean <= hi:
         rec["reason"] = f"fused positive badly exposed (mean {pos_mean:.2f}, allowed {lo}..{hi})"
+        return rec, imgs, None
+    return rec, imgs, pos
+
+
+def _process_scene(scene: Scene, params: PoolParams) -> tuple[dict, dict[str, np.ndarray]]:
+    """Check one scene; return (record, images to write). A record with "reason" means dropped."""
+    rec, imgs, pos = check_scene(scene, params)
+    if pos is None:
         return rec, {}
-    out["positive"] = pos
+    means = [float(im.mean()) / 255.0 for im in imgs]
+    out: dict[str, np.ndarray] = {"positive": pos}
     if means[0] <= params.under_max_mean:
         out["under"] = imgs[0]
         rec["under"] = {"frame": rec["frames"][0], "mean": round(means[0], 4)}
@@ -346,7 +359,7 @@ def contact_sheet(pool_dir: str | Path, n: int = 8, tile: int = 160, seed: int =
         for sub in ("negatives/under", "positives", "negatives/over"):
             p = pool_dir / sub / f"{sid}.png"
             if p.is_file():
-                im = cv2.resize(io.read_image(p).rgb, (tile, tile), interpolation=cv2.INTER_AREA)
+                im = cv2.resize(imageio.read_image(p).rgb, (tile, tile), interpolation=cv2.INTER_AREA)
             else:
                 im = np.full((tile, tile, 3), 0.5, np.float32)
             row.append(im)
@@ -355,7 +368,7 @@ def contact_sheet(pool_dir: str | Path, n: int = 8, tile: int = 160, seed: int =
         rows.append(np.ones((2, rows[-1].shape[1], 3), np.float32))
     sheet = np.clip(np.concatenate(rows[:-1], axis=0), 0.0, 1.0)
     target = pool_dir / "contact_sheet.png"
-    io.write_image(target, io.from_array(sheet), sheet, overwrite=True)
+    imageio.write_image(target, imageio.from_array(sheet), sheet, overwrite=True)
     return target
 
 
@@ -367,8 +380,12 @@ def build_pool(
     params: PoolParams | None = None,
     progress: bool = True,
     sheet: bool = True,
+    exclude_held_out: bool = True,
 ) -> dict:
     """Build the contrastive pool from multi-exposure sequences in ``source`` into ``out_dir``.
+
+    ``exclude_held_out`` skips every scene holding a frame of the held-out SICE list
+    (:func:`sclle.data.sice.held_out_files`), which the benchmark's real pairs are made of.
 
     Returns the pool.json content. Existing pool files in ``out_dir`` are replaced; pool.json is
     written last, so an interrupted build leaves no loadable (half) pool.
@@ -377,6 +394,10 @@ def build_pool(
     out = Path(out_dir)
     t0 = time.perf_counter()
     scenes, skipped = discover_scenes(source, csv_path)
+    # SICE scenes held out for evaluation (sclle.data.sice) never become positives or negatives.
+    held = held_out_files() if exclude_held_out else set()
+    n_held = sum(any(p.name in held for p in sc.frames) for sc in scenes)
+    scenes = [sc for sc in scenes if not any(p.name in held for p in sc.frames)]
     (out / "pool.json").unlink(missing_ok=True)
     for sub in ("positives", "negatives/under", "negatives/over"):
         (out / sub).mkdir(parents=True, exist_ok=True)
@@ -403,7 +424,8 @@ def build_pool(
         "csv": str(Path(csv_path).resolve()) if csv_path else None,
         "params": asdict(params),
         "counts": {
-            "scenes_found": len(scenes) + len(skipped),
+            "scenes_found": len(scenes) + len(skipped) + n_held,
+            "scenes_held_out": n_held,
             "scenes_kept": len(kept),
             "scenes_dropped": len(dropped),
             "positives": len(kept),
@@ -438,7 +460,7 @@ class PoolPair(NamedTuple):
 
 def _load_resized(path: Path, size: int) -> torch.Tensor:
     """(3, size, size) float: short side resized to ``size`` (antialiased), then centre-cropped."""
-    x = io.to_tensor(io.read_image(path).rgb)
+    x = imageio.to_tensor(imageio.read_image(path).rgb)
     h, w = x.shape[-2:]
     s = size / min(h, w)
     nh, nw = max(size, round(h * s)), max(size, round(w * s))
@@ -522,7 +544,7 @@ class ContrastPool:
         global STATS_COMPUTE_COUNT
         layers = list(layers)
         dev = torch.device(device) if device is not None else next(vgg.parameters()).device
-        key_src, cache_file = self._stats_key(fingerprint or _vgg_fingerprint(vgg), layers, size, cache_dir)
+        key_src, cache_file = self._stats_key(fingerprint or vgg_fingerprint(vgg), layers, size, cache_dir)
         if cache_file is not None and cache_file.is_file():
             blob = torch.load(cache_file, map_location="cpu", weights_only=True)
         else:
@@ -612,7 +634,7 @@ def _draw(population: int, n: int, generator: torch.Generator) -> torch.Tensor:
     return torch.randint(population, (n,), generator=generator)
 
 
-def _vgg_fingerprint(vgg: torch.nn.Module) -> str:
+def vgg_fingerprint(vgg: torch.nn.Module) -> str:
     """The VGG's own fingerprint if it has one, else a hash of its parameters."""
     fp = getattr(vgg, "fingerprint", None)
     if callable(fp):

@@ -14,8 +14,9 @@ from pathlib import Path
 import torch
 
 from sclle.data.camvid import read_rgb_uint8
+from sclle.data.sice import HELD_OUT_MARKER, held_out_files, is_sice_folder
 from sclle.errors import SclleError
-from sclle.io import SUPPORTED_EXTENSIONS
+from sclle.imageio import SUPPORTED_EXTENSIONS
 
 VOID = 255
 
@@ -24,7 +25,7 @@ class UnlabelledPhotos:
     """The images of ``root`` (not recursive, natural order), each with an all-void label.
 
     Args:
-        root: folder of images (any format :mod:`sclle.io` reads).
+        root: folder of images (any format :mod:`sclle.imageio` reads).
         max_images: keep only the first N (evenly spaced) images; None: all.
     """
 
@@ -32,8 +33,14 @@ class UnlabelledPhotos:
         self.root = Path(root)
         if not self.root.is_dir():
             raise SclleError(f"{self.root}: extra training photos folder not found")
+        # The SICE frames of the held-out scenes are evaluation data (sclle.data.sice): never trained on.
+        held = held_out_files() if is_sice_folder(self.root) or (self.root / HELD_OUT_MARKER).exists() else set()
         files = sorted(
-            (p for p in self.root.iterdir() if p.is_file() and p.suffix.lower() in SUPPORTED_EXTENSIONS),
+            (
+                p
+                for p in self.root.iterdir()
+                if p.is_file() and p.suffix.lower() in SUPPORTED_EXTENSIONS and p.name not in held
+            ),
             key=lambda p: (len(p.stem), p.stem),
         )
         if max_images is not None and 0 < max_images < len(files):

@@ -1,11 +1,20 @@
 """Enhance many files: decode and encode in worker threads while the network computes.
 
-A bad file never stops the batch: it is recorded with a one-line reason and the rest go on.
-Inputs are never written to; existing outputs are kept unless ``overwrite``.
+What a batch promises (the README's "What sclle promises" table says the same):
+
+* a bad file never stops the batch: it is recorded with a one-line reason and the rest go on;
+* inputs are never written to, and no output of this run may land on an input;
+* every output lies inside ``out_dir`` (checked after resolving links);
+* each input gets its own output name: names that would collide within the run (``x/a/10.jpg`` and
+  ``y/a/10.jpg``, or ``x.png``'s comparison sheet and ``x_compare.png``) are told apart by appending the
+  input folder's name (then a number), the same way on every rerun;
+* existing outputs are kept unless ``overwrite``; without it a file is created exclusively, so two runs
+  into one folder never replace each other's files.
 """
 
 from __future__ import annotations
 
+import os
 import time
 import warnings
 from collections.abc import Iterator, Sequence
@@ -13,19 +22,27 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 from tqdm.auto import tqdm
 
-from sclle import io
+from sclle import imageio
+from sclle.core.files import inside
 from sclle.enhancement.engine import Engine
 from sclle.errors import SclleError
+from sclle.imageio.discover import resolved
+from sclle.imageio.formats import canonical_format
+
+_COMPARE = "_compare"
+_COLLIDED = "outputs whose names collided got their input folder's name appended"
 
 
 @dataclass
 class BatchResult:
-    written: list[Path] = field(default_factory=list)
+    written: list[Path] = field(default_factory=list)  # every file written (results and comparison sheets)
     skipped: list[str] = field(default_factory=list)  # outputs that existed (no --overwrite)
     failed: list[str] = field(default_factory=list)  # one line each: "<file>: <reason>"
     notes: list[str] = field(default_factory=list)  # what did not survive the output format, once each
+    enhanced: int = 0  # inputs whose enhanced result was written
     seconds: float = 0.0
 
     @property
@@ -33,8 +50,66 @@ class BatchResult:
         return not self.failed
 
 
-def _read(path: Path) -> io.Image:
-    return io.read_image(path)
+def check_suffix(suffix: str) -> str:
+    """Refuse a file-name suffix that could change folders (separators, ``..``) or is not a plain name."""
+    seps = {"/", "\\", os.sep, os.altsep or "/"}
+    if any(c in suffix for c in seps) or ".." in suffix:
+        raise ValueError(f"suffix {suffix!r} must not contain path separators or '..'")
+    if any(ord(c) < 32 for c in suffix):
+        raise ValueError(f"suffix {suffix!r} must not contain control characters")
+    return suffix
+
+
+def _key(p: Path) -> str:
+    """Identity of a path for collision checks: resolved, and case-folded (macOS/Windows ignore case)."""
+    return os.path.normcase(str(resolved(p))).casefold()
+
+
+def _sheet(dst: Path) -> Path:
+    return dst.with_name(dst.stem + _COMPARE + ".png")
+
+
+def _fail_reason(src: Path, exc: BaseException) -> str:
+    text = str(exc).splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+    return f"{src}: {text}"
+
+
+class _Planner:
+    """Gives each input a distinct output name inside ``out_dir`` that is not an input file."""
+
+    def __init__(self, out_dir: Path, inputs: set[str], compare: bool) -> None:
+        self.out_dir = out_dir
+        self.inputs = inputs
+        self.compare = compare
+        self.claimed: set[str] = set()
+        self.renamed = False
+
+    def _free(self, dst: Path) -> bool:
+        names = [dst, _sheet(dst)] if self.compare else [dst]
+        return all(_key(n) not in self.claimed and _key(n) not in self.inputs for n in names)
+
+    def claim(self, src: Path, dst: Path) -> Path:
+        """The first free name among ``dst``, ``dst-<folder>``, ``dst-<folder>-2`` ... (raises SclleError)."""
+        if not inside(dst, self.out_dir):  # '..', or a subfolder of -o that links to elsewhere
+            raise SclleError(f"output {dst} would lie outside the output folder {self.out_dir}", src)
+        natural = dst
+        if _key(dst) == _key(src):
+            raise SclleError(
+                f"its output {dst.name} would replace an input image; choose another output folder (-o) "
+                "or add --suffix",
+                src,
+            )
+        tag = src.parent.name or "input"
+        n = 1
+        while not self._free(dst):
+            n += 1
+            label = tag if n == 2 else f"{tag}-{n - 1}"
+            dst = natural.with_name(f"{natural.stem}-{label}{natural.suffix}")
+        self.renamed = self.renamed or dst != natural
+        self.claimed.add(_key(dst))
+        if self.compare:
+            self.claimed.add(_key(_sheet(dst)))
+        return dst
 
 
 def enhance_files(
@@ -50,88 +125,125 @@ def enhance_files(
     suffix: str = "",
     workers: int = 2,
     progress: bool = True,
+    max_pixels: int | None = imageio.DEFAULT_MAX_PIXELS,
 ) -> BatchResult:
-    """Enhance every image named by ``inputs`` (files, folders, globs) into ``out_dir``."""
+    """Enhance every image named by ``inputs`` (files, folders, globs) into ``out_dir``.
+
+    Raises ``ValueError`` for invalid arguments (suffix, format, quality, workers); everything about a single
+    file (unreadable, too large, not writable...) becomes a line in the result instead.
+    """
+    check_suffix(suffix)
+    if not 1 <= int(quality) <= 100:
+        raise ValueError(f"quality must be in 1..100, got {quality}")
+    if format is not None and canonical_format(format) is None:
+        raise ValueError(f"unknown output format {format!r}")
+    if int(workers) < 1:
+        raise ValueError(f"workers must be at least 1, got {workers}")
     t0 = time.perf_counter()
     result = BatchResult()
-    items, errors = io.find_images(inputs, recursive=recursive)
+    items, errors = imageio.find_images(inputs, recursive=recursive)
     result.failed.extend(errors)
     out_dir = Path(out_dir)
-    out_resolved = out_dir.resolve()
-    jobs: list[tuple[Path, Path]] = []
-    planned: set[Path] = set()
+    out_resolved = resolved(out_dir)
+    planned: list[tuple[Path, Path]] = []
     for src, base in items:
-        if out_resolved in src.resolve().parents and out_resolved != base.resolve():
+        src_res = resolved(src)
+        if out_resolved in src_res.parents and out_resolved != resolved(base):
             continue  # an earlier run's outputs inside a recursively scanned input folder
-        dst = io.output_path(src, out_dir, format=format, suffix=suffix, relative_to=base)
-        if dst in planned:  # e.g. a/10.jpg and b/10.bmp both -> 10.png: keep both, named apart
-            dst = dst.with_name(f"{dst.stem}-{src.parent.name}{dst.suffix}")
-            note = "outputs whose names collided got their input folder's name appended"
-            if note not in result.notes:
-                result.notes.append(note)
-        planned.add(dst)
-        if dst.exists() and not overwrite:
+        try:
+            dst = imageio.output_path(src, out_dir, format=format, suffix=suffix, relative_to=base)
+        except ValueError as exc:
+            result.failed.append(f"{src}: {exc}")
+            continue
+        if (
+            suffix
+            and resolved(dst.parent) == src_res.parent
+            and src.stem.endswith((suffix, suffix + _COMPARE))
+        ):
+            result.skipped.append(f"{src}: looks like an earlier output (its name ends with the suffix)")
+            continue  # -o is the input folder: never enhance our own outputs again on a rerun
+        planned.append((src, dst))
+    planner = _Planner(out_dir, {_key(src) for src, _ in planned}, compare)
+    jobs: list[tuple[Path, Path]] = []
+    for src, dst in planned:
+        try:
+            dst = planner.claim(src, dst)
+        except SclleError as exc:
+            result.failed.append(str(exc))
+            continue
+        if not overwrite and dst.exists():
             result.skipped.append(f"{dst}: exists (use --overwrite to replace it)")
             continue
         jobs.append((src, dst))
+    if planner.renamed:
+        result.notes.append(_COLLIDED)
 
-    def write(img: io.Image, rgb, dst: Path) -> list[Path]:
+    def write(img: imageio.Image, rgb: np.ndarray, dst: Path) -> tuple[list[Path], list[str]]:
+        written: list[Path] = []
+        skipped: list[str] = []
         with warnings.catch_warnings():  # notes are collected below and reported once, not per file
-            warnings.simplefilter("ignore", io.ConversionWarning)
-            written = [io.write_image(dst, img, rgb, format=format, quality=quality, overwrite=overwrite)]
-        if compare:
-            sheet = io.side_by_side(img.rgb, rgb)
-            cmp_img = io.Image(
-                rgb=sheet,
-                alpha=None,
-                mode="rgb",
-                bit_depth=8,
-                format="PNG",
-                exif=None,
-                icc_profile=None,
-                path=None,
-            )
-            cmp_path = dst.with_name(dst.stem + "_compare.png")
-            written.append(io.write_image(cmp_path, cmp_img, sheet, format="PNG", overwrite=overwrite))
-        return written
+            warnings.simplefilter("ignore", imageio.ConversionWarning)
+            try:
+                written.append(
+                    imageio.write_image(dst, img, rgb, format=format, quality=quality, overwrite=overwrite)
+                )
+            except imageio.OutputExistsError as exc:  # another run created it since we planned
+                return written, [str(exc)]
+            if compare:
+                sheet = imageio.side_by_side(img.rgb, rgb)
+                cmp_img = imageio.Image(rgb=sheet, mode="rgb", bit_depth=8, format="PNG")
+                try:
+                    written.append(
+                        imageio.write_image(_sheet(dst), cmp_img, sheet, format="PNG", overwrite=overwrite)
+                    )
+                except imageio.OutputExistsError as exc:
+                    skipped.append(str(exc))
+        return written, skipped
 
     def prefetch(pool: ThreadPoolExecutor) -> Iterator[tuple[Path, Path, Future]]:
         # Keep a few decodes in flight ahead of the network.
         pending: list[tuple[Path, Path, Future]] = []
         for src, dst in jobs:
-            pending.append((src, dst, pool.submit(_read, src)))
+            pending.append((src, dst, pool.submit(imageio.read_image, src, max_pixels=max_pixels)))
             if len(pending) > workers:
                 yield pending.pop(0)
         yield from pending
 
     writes: list[tuple[Path, Future]] = []
     with (
-        ThreadPoolExecutor(max_workers=max(1, workers)) as readers,
-        ThreadPoolExecutor(max_workers=max(1, workers)) as writers,
+        ThreadPoolExecutor(max_workers=workers) as readers,
+        ThreadPoolExecutor(max_workers=workers) as writers,
     ):
         bar = tqdm(total=len(jobs), desc="enhance", unit="img", disable=not progress)
         for src, dst, fut in prefetch(readers):
             try:
                 img = fut.result()
-                for note in io.conversion_notes(img, format or img.format or "PNG"):
+                for note in imageio.conversion_notes(img, format or img.format or "PNG"):
                     if note not in result.notes:
                         result.notes.append(note)
-                out = engine(io.to_tensor(img.rgb))
-                rgb = io.from_tensor(out)
+                out = engine(imageio.to_tensor(img.rgb))
+                rgb = imageio.from_tensor(out)
                 writes.append((src, writers.submit(write, img, rgb, dst)))
             except SclleError as exc:
                 result.failed.append(str(exc))
             except (RuntimeError, MemoryError) as exc:  # e.g. out of memory on a huge image
-                reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
-                result.failed.append(f"{src}: {reason} (try --tile 512 or --fast)")
+                result.failed.append(f"{_fail_reason(src, exc)} (try --tile 512 or --fast)")
+            except Exception as exc:  # a batch reports and goes on; never a traceback for one file
+                result.failed.append(_fail_reason(src, exc))
             bar.update(1)
         bar.close()
         for src, wf in writes:
             try:
-                result.written.extend(wf.result())
+                written, skipped = wf.result()
             except SclleError as exc:
                 result.failed.append(str(exc))
             except OSError as exc:
                 result.failed.append(f"{src}: could not write output ({exc.strerror or exc})")
+            except Exception as exc:  # e.g. a result with NaN from broken weights
+                result.failed.append(_fail_reason(src, exc))
+            else:
+                result.written.extend(written)
+                result.skipped.extend(skipped)
+                result.enhanced += 1 if written else 0
     result.seconds = time.perf_counter() - t0
     return result

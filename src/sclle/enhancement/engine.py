@@ -1,29 +1,41 @@
-"""How a DCE-Net is run on an image: exact, fast (low-resolution curves) or tiled.
+"""How an enhancer is run on an image: exact, fast (low-resolution params) or tiled, in a precision.
 
-Every mode is ``curves = net(x)`` followed by :func:`~sclle.models.dce.apply_curves`; they differ
-only in where the curve maps come from:
+Every mode is ``params = net(x)`` followed by ``net.apply(x, params)`` (see :mod:`sclle.models.base`);
+the modes differ only in where the params come from and how much is computed at once:
 
-* **exact** - the network sees the full image (the released arithmetic).
-* **fast** - the network sees a copy downscaled by ``scale``; its curve maps are upsampled
-  bilinearly and applied to the full-resolution image, so the output keeps the input's size and
-  detail. Cost falls with ``scale**2``.
-* **tiled** - exact curves computed tile by tile with a halo of at least the receptive-field
-  radius (7 px), so the result equals the untiled one while peak memory is bounded by the tile.
+* **exact** (default) - the released arithmetic: the network at its native scale (full resolution for
+  DCE-Net, SCI and RUAS; 1/12 for Zero-DCE++).
+* **fast** (``fast_scale``) - the network sees a copy downscaled by ``fast_scale``; its params are
+  upsampled and applied to the full-resolution image, so the output keeps the input's size and detail.
+  Cost falls with ``scale**2``. Only for architectures whose params can be resampled (``supports_fast``).
+* **tiled** - the same result computed tile by tile, each with a halo of at least the network's
+  receptive-field radius, so it equals the untiled result while peak memory is bounded by the tile.
+  Tiling is automatic above ``max_untiled_pixels`` (``tile=None``), forced by ``tile=N`` and off with
+  ``tile=0``. In fast mode the tiles are those of the small copy the network sees.
 
-``strength`` scales the curve maps (``r -> strength * r``): 0 is the identity, 1 the model's
-output, values in between give a gentler curve of the same shape (a natural, lower exposure)
-rather than a cross-fade, which would mix two tone curves and look flat. Values above 1 are
-allowed up to 2; the maps are clipped to [-1, 1], where each curve step stays monotonic.
+``strength`` scales the effect (curve maps ``r -> s r``; Retinex ``x / i**s``): 0 is the identity,
+1 the model's output. ``precision`` runs the *network* in bf16/fp16 (the apply step stays fp32).
+The engine never changes the network it is given: it works on its own frozen copy.
 """
 
 from __future__ import annotations
 
+import copy
+import math
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
-from sclle.models.dce import RECEPTIVE_FIELD_RADIUS, DCENet, apply_curves
+from sclle.core.checks import check_image
+from sclle.core.weights import WeightsEntry
+from sclle.models.base import Enhancer, scale_curves
+
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+#: Below this many pixels the whole image goes through the network at once (about 1.4 GB of
+#: DCE-Net activations in fp32); above, tiles of ``AUTO_TILE`` px keep peak memory bounded.
+MAX_UNTILED_PIXELS = 1 << 20
+AUTO_TILE = 512
 
 
 @dataclass(frozen=True)
@@ -31,78 +43,113 @@ class EngineConfig:
     """How to run the enhancer; see the module docstring."""
 
     strength: float = 1.0
-    #: None = exact; else the downscale factor (0 < scale < 1) at which curves are estimated.
+    #: None = exact (the model's native scale); else the downscale factor (0 < scale <= 1) of fast mode.
     fast_scale: float | None = None
-    #: None = whole image; else tile side in pixels (exact mode only).
+    #: None = automatic (tiles above ``max_untiled_pixels``); 0 = never; N = tiles of N px.
     tile: int | None = None
-    overlap: int = 16
+    #: Halo of each tile in px; None = the network's receptive-field radius, rounded up to 8 (min 16).
+    overlap: int | None = None
+    max_untiled_pixels: int = MAX_UNTILED_PIXELS
     #: NHWC activations: oneDNN's direct convolutions are faster in that layout on CPU
     #: (measured in BENCHMARKS.md); output values are unchanged up to float rounding.
     channels_last: bool = True
+    #: Precision of the network: fp32, bf16, fp16, or auto (see :func:`choose_precision`).
+    precision: str = "fp32"
 
     def __post_init__(self) -> None:
-        if not 0.0 <= self.strength <= 2.0:
+        if not (isinstance(self.strength, (int, float)) and 0.0 <= self.strength <= 2.0):
             raise ValueError(f"strength must be in [0, 2], got {self.strength}")
-        if self.fast_scale is not None and not 0.0 < self.fast_scale <= 1.0:
+        if self.fast_scale is not None and not (
+            isinstance(self.fast_scale, (int, float)) and 0.0 < self.fast_scale <= 1.0
+        ):
             raise ValueError(f"fast scale must be in (0, 1], got {self.fast_scale}")
-        if self.tile is not None and self.tile < 16:
-            raise ValueError(f"tile must be at least 16 px, got {self.tile}")
-        if self.overlap < RECEPTIVE_FIELD_RADIUS:
-            raise ValueError(
-                f"overlap must be >= the receptive-field radius ({RECEPTIVE_FIELD_RADIUS}), got {self.overlap}"
-            )
+        if self.tile is not None and self.tile != 0 and self.tile < 16:
+            raise ValueError(f"tile must be at least 16 px (or 0 for no tiling), got {self.tile}")
+        if self.overlap is not None and self.overlap < 0:
+            raise ValueError(f"overlap must be >= 0, got {self.overlap}")
+        if self.max_untiled_pixels < 1:
+            raise ValueError(f"max_untiled_pixels must be positive, got {self.max_untiled_pixels}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
 
 
-def check_image(x: torch.Tensor) -> None:
-    if not isinstance(x, torch.Tensor) or x.ndim != 4 or x.shape[1] != 3:
-        shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-        raise ValueError(f"expected a (B, 3, H, W) tensor, got {shape}")
-    if not x.is_floating_point():
-        raise ValueError(f"expected a float tensor in [0, 1], got {x.dtype}")
+def halo_for(net: Enhancer, overlap: int | None) -> int:
+    """Tile halo: at least the receptive-field radius (an explicit smaller one would break exactness)."""
+    radius = int(getattr(net, "receptive_radius", 7))
+    if overlap is None:
+        return max(16, 8 * math.ceil(radius / 8))
+    if overlap < radius:
+        raise ValueError(f"overlap must be >= the receptive-field radius ({radius} px), got {overlap}")
+    return overlap
 
 
-def downscale(x: torch.Tensor, scale: float) -> torch.Tensor:
-    """The copy fast mode's network sees (bilinear with antialiasing, size rounded)."""
+def _tiles(n: int, tile: int) -> list[tuple[int, int]]:
+    return [(s, min(s + tile, n)) for s in range(0, n, tile)]
+
+
+def tiled_map(fn, x: torch.Tensor, tile: int, halo: int, out_channels: int | None = None) -> torch.Tensor:
+    """``fn(x)`` computed tile by tile for a local ``fn`` (radius <= ``halo``); equals the untiled result.
+
+    Each tile is computed on its window grown by ``halo`` on every side that is not the image border
+    (where the padding of the convolutions is the image's own), then cropped back.
+    """
     h, w = x.shape[-2:]
-    size = (max(1, round(h * scale)), max(1, round(w * scale)))
-    return F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
+    out: torch.Tensor | None = None
+    for y0, y1 in _tiles(h, tile):
+        for x0, x1 in _tiles(w, tile):
+            ya, yb = max(0, y0 - halo), min(h, y1 + halo)
+            xa, xb = max(0, x0 - halo), min(w, x1 + halo)
+            part = fn(x[..., ya:yb, xa:xb])[..., y0 - ya : y1 - ya, x0 - xa : x1 - xa]
+            if out is None:
+                c = part.shape[1] if out_channels is None else out_channels
+                out = torch.empty((x.shape[0], c, h, w), dtype=part.dtype, device=x.device)
+            out[..., y0:y1, x0:x1] = part
+    assert out is not None
+    return out
 
 
-def fast_curves(net: DCENet, x: torch.Tensor, scale: float) -> torch.Tensor:
-    """Curve maps estimated on a ``scale``-downscaled copy, upsampled to ``x``'s size."""
-    h, w = x.shape[-2:]
-    if scale >= 1.0:
-        return net(x)
-    # Same resampling in training (scale-consistency loss) and inference, so the trained
-    # consistency carries over exactly.
-    curves = net(downscale(x, scale))
-    return F.interpolate(curves, size=(h, w), mode="bilinear", align_corners=False)
+def tiled_enhance(net: Enhancer, x: torch.Tensor, tile: int, overlap: int | None = None, strength: float = 1.0):
+    """Exact enhancement tile by tile; equals ``net.apply(x, net(x))`` (kept for scripts and tests)."""
+    halo = halo_for(net, overlap)
+    return tiled_map(lambda t: net.apply(t, net(t), strength=strength), x, tile, halo)
 
 
-def _lerp_rows(
-    h_in: int, h_out: int, device: torch.device
+def _lerp_index(
+    n_in: int, n_out: int, align_corners: bool, device: torch.device
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Source rows and weights of bilinear resizing (``align_corners=False``, as F.interpolate)."""
-    src = (torch.arange(h_out, device=device, dtype=torch.float64) + 0.5) * (h_in / h_out) - 0.5
-    src = src.clamp_(min=0)
-    y0 = src.floor().long().clamp_(max=h_in - 1)
-    y1 = (y0 + 1).clamp_(max=h_in - 1)
-    return y0, y1, (src - y0).to(torch.float32)
+    """Source indices and weights of bilinear resizing along one axis, as ``F.interpolate`` computes them."""
+    i = torch.arange(n_out, device=device, dtype=torch.float64)
+    if align_corners:
+        src = i * ((n_in - 1) / (n_out - 1)) if n_out > 1 else torch.zeros_like(i)
+    else:
+        src = ((i + 0.5) * (n_in / n_out) - 0.5).clamp_(min=0)
+    i0 = src.floor().long().clamp_(max=n_in - 1)
+    i1 = (i0 + 1).clamp_(max=n_in - 1)
+    return i0, i1, (src - i0).to(torch.float32)
 
 
 def upsample_apply_curves(
-    x: torch.Tensor, small_curves: torch.Tensor, *, strength: float = 1.0, rows: int = 16
+    x: torch.Tensor,
+    small_curves: torch.Tensor,
+    *,
+    strength: float = 1.0,
+    rows: int = 16,
+    align_corners: bool = False,
+    repeats: int = 1,
 ) -> torch.Tensor:
-    """``apply_curves(x, upsample(small_curves))`` without materialising full-size curve maps.
+    """``apply_le_curves(x, upsample(small_curves))`` without materialising full-size curve maps.
 
-    Fast mode's cost at full resolution is upsampling 24 maps and 8 curve steps; done a band of
-    ``rows`` rows at a time (width upsampled once, height interpolated per band, steps in place), the
-    working set stays in cache: 2-3x faster than the plain form, equal to it up to float rounding.
+    Fast mode's cost at full resolution is upsampling the maps and 8 curve steps; done a band of ``rows``
+    rows at a time (width upsampled once, height interpolated per band, steps in place), the working
+    set stays in cache: 2-3x faster than the plain form, equal to it up to float rounding. ``repeats``
+    applies each 3-channel map that many times (Zero-DCE++ applies one map 8 times).
     """
     _, _, h_out, w_out = x.shape
     h_in = small_curves.shape[-2]
-    cw = F.interpolate(small_curves, size=(h_in, w_out), mode="bilinear", align_corners=False).contiguous()
-    y0, y1, wy = _lerp_rows(h_in, h_out, x.device)
+    cw = F.interpolate(
+        small_curves.float(), size=(h_in, w_out), mode="bilinear", align_corners=align_corners
+    ).contiguous()
+    y0, y1, wy = _lerp_index(h_in, h_out, align_corners, x.device)
     xc = x.contiguous()
     out = torch.empty_like(xc)
     for a in range(0, h_out, rows):
@@ -113,93 +160,167 @@ def upsample_apply_curves(
         xs = xc[:, :, a:b].clone()
         t = torch.empty_like(xs)
         for k in range(0, c.shape[1], 3):
-            torch.mul(xs, xs, out=t)
-            t.sub_(xs)
-            xs.addcmul_(c[:, k : k + 3], t)  # x <- x + r (x^2 - x)
+            r = c[:, k : k + 3]
+            for _ in range(repeats):
+                torch.mul(xs, xs, out=t)
+                t.sub_(xs)
+                xs.addcmul_(r, t)  # x <- x + r (x^2 - x)
         out[:, :, a:b] = xs.clamp_(0.0, 1.0)
     return out
 
 
-def _tiles(n: int, tile: int) -> list[tuple[int, int]]:
-    return [(s, min(s + tile, n)) for s in range(0, n, tile)]
+def cpu_has_native_bf16() -> bool:
+    """AVX-512 BF16 or AMX: the CPU computes bf16 dot products natively (else bf16 is emulated, slower)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = f.read()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
-def tiled_enhance(
-    net: DCENet, x: torch.Tensor, tile: int, overlap: int, strength: float = 1.0
-) -> torch.Tensor:
-    """Exact enhancement computed tile by tile; equals ``apply_curves(x, net(x))``.
+#: Minimum PSNR (dB) of the network in reduced precision against fp32 for ``auto`` to choose it
+#: (8-bit quantisation alone is ~59 dB).
+AUTO_PRECISION_MIN_PSNR = 60.0
 
-    Each tile is run with a halo of ``overlap`` >= 7 pixels; the network's zero padding only
-    matters at the image border, where the tile's border coincides with the image's.
-    """
-    h, w = x.shape[-2:]
-    out = torch.empty_like(x)
-    for y0, y1 in _tiles(h, tile):
-        for x0, x1 in _tiles(w, tile):
-            ya, yb = max(0, y0 - overlap), min(h, y1 + overlap)
-            xa, xb = max(0, x0 - overlap), min(w, x1 + overlap)
-            curves = net(x[..., ya:yb, xa:xb])[..., y0 - ya : y1 - ya, x0 - xa : x1 - xa]
-            if strength != 1.0:
-                curves = (curves * strength).clamp_(-1.0, 1.0)
-            out[..., y0:y1, x0:x1] = apply_curves(x[..., y0:y1, x0:x1], curves)
-    return out
+
+def _calibration_image() -> torch.Tensor:
+    """A deterministic 192x256 dark image with gradients, edges and colour (no file needed)."""
+    g = torch.Generator().manual_seed(0)
+    yy, xx = torch.meshgrid(torch.linspace(0, 1, 192), torch.linspace(0, 1, 256), indexing="ij")
+    base = torch.stack([xx * 0.3, yy * 0.25, (1 - xx) * 0.2]) + 0.05 * torch.rand(3, 192, 256, generator=g)
+    base[:, 60:120, 80:160] += 0.4  # a brighter object with sharp edges
+    return base.clamp(0, 1).unsqueeze(0)
+
+
+def precision_psnr(net: Enhancer, dtype: torch.dtype, device: torch.device) -> float:
+    """PSNR (dB) of the enhanced calibration image with the network in ``dtype`` against fp32."""
+    x = _calibration_image().to(device)
+    ref_net = copy.deepcopy(net).to(device).float().eval()
+    low_net = copy.deepcopy(net).to(device).to(dtype).eval()
+    with torch.inference_mode():
+        ref = ref_net.apply(x, ref_net(x).float())
+        low = ref_net.apply(x, low_net(x.to(dtype)).float())
+    mse = float(((ref - low) ** 2).mean())
+    return float("inf") if mse == 0 else 10 * math.log10(1.0 / mse)
+
+
+def choose_precision(net: Enhancer, device: torch.device, requested: str = "auto") -> str:
+    """Resolve ``auto``: bf16 on CPUs with native bf16 and fp16 on CUDA, when the network's output stays
+    within :data:`AUTO_PRECISION_MIN_PSNR` of fp32 on a calibration image; fp32 otherwise."""
+    if requested != "auto":
+        return requested
+    if device.type == "cpu":
+        candidate = "bf16" if cpu_has_native_bf16() else None
+    elif device.type == "cuda":
+        candidate = "fp16"
+    else:
+        candidate = None
+    if candidate is None:
+        return "fp32"
+    dtype = torch.bfloat16 if candidate == "bf16" else torch.float16
+    ok = precision_psnr(net, dtype, device) >= AUTO_PRECISION_MIN_PSNR
+    return candidate if ok else "fp32"
+
+
+_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 class Engine:
-    """A built, frozen enhancer plus how to run it. Build once, call many times."""
+    """A frozen copy of an enhancer plus how to run it. Build once, call many times."""
 
-    def __init__(self, net: DCENet, config: EngineConfig | None = None, device: str | torch.device = "cpu"):
+    def __init__(
+        self,
+        net: Enhancer,
+        config: EngineConfig | None = None,
+        device: str | torch.device = "cpu",
+        *,
+        entry: WeightsEntry | None = None,
+    ) -> None:
+        #: The registry entry the network came from (licence, recommended fast scale), if any.
+        self.entry = entry
         self.config = config or EngineConfig()
         self.device = torch.device(device)
-        self.net = net.to(self.device).eval()
-        for p in self.net.parameters():
+        cfg = self.config
+        if cfg.fast_scale is not None and cfg.fast_scale < 1.0 and not getattr(net, "supports_fast", False):
+            raise ValueError(
+                f"fast mode is not available for {type(net).__name__} ({getattr(net, 'arch', '?')}): its "
+                "enhancement needs the network at full resolution; use exact mode (tiling bounds memory)"
+            )
+        # Our own copy: the caller's network keeps its mode, gradients, device and memory format.
+        net = copy.deepcopy(net).eval()
+        for p in net.parameters():
             p.requires_grad_(False)
-        self._nhwc = self.config.channels_last and self.device.type == "cpu"
+        self.precision = choose_precision(net, self.device, cfg.precision)
+        self.dtype = _DTYPES[self.precision]
+        self.net = net.to(self.device)
+        self.halo = halo_for(net, cfg.overlap)
+        self._nhwc = cfg.channels_last and self.device.type == "cpu"
+        self._run_net = self.net
+        if self.dtype != torch.float32:
+            self._run_net = copy.deepcopy(self.net).to(self.dtype)
         if self._nhwc:
-            self.net = self.net.to(memory_format=torch.channels_last)
+            self._run_net = self._run_net.to(memory_format=torch.channels_last)
+
+    @property
+    def scale(self) -> float | None:
+        """The scale the network sees (None = full resolution)."""
+        s = self.config.fast_scale if self.config.fast_scale is not None else self.net.native_scale
+        return None if s is None or s >= 1.0 else float(s)
+
+    def _params(self, x: torch.Tensor) -> torch.Tensor:
+        """Params of the network (in its precision) for ``x``, returned in fp32."""
+        if self.dtype != torch.float32:
+            return self._run_net(x.to(self.dtype)).float()
+        return self._run_net(x)
+
+    def _tile_size(self, h: int, w: int) -> int | None:
+        t = self.config.tile
+        if t == 0:
+            return None
+        if t is not None:
+            return t if (h > t or w > t) else None
+        return AUTO_TILE if h * w > self.config.max_untiled_pixels else None
+
+    def _enhance_full(self, x: torch.Tensor, strength: float) -> torch.Tensor:
+        net = self.net
+        tile = self._tile_size(*x.shape[-2:])
+
+        def run(t: torch.Tensor) -> torch.Tensor:
+            return net.apply(t, self._params(t), strength=strength)
+
+        return run(x) if tile is None else tiled_map(run, x, tile, self.halo)
+
+    def _enhance_scaled(self, x: torch.Tensor, scale: float, strength: float) -> torch.Tensor:
+        net = self.net
+        small = net.downscale(x, scale)
+        if self._nhwc:
+            small = small.contiguous(memory_format=torch.channels_last)
+        tile = self._tile_size(*small.shape[-2:])
+        params = self._params(small) if tile is None else tiled_map(self._params, small, tile, self.halo)
+        if net.family == "curves":
+            return upsample_apply_curves(
+                x, params, strength=strength, align_corners=net.upsample_align_corners,
+                repeats=int(getattr(net, "curve_repeats", 1)),
+            )  # fmt: skip
+        return net.apply(x, net.upsample(params, tuple(x.shape[-2:])), strength=strength)
 
     def curves(self, x: torch.Tensor) -> torch.Tensor:
-        """Full-resolution curve maps (strength applied) for ``x``."""
-        cfg = self.config
-        c = fast_curves(self.net, x, cfg.fast_scale) if cfg.fast_scale is not None else self.net(x)
-        if cfg.strength != 1.0:
-            c = (c * cfg.strength).clamp(-1.0, 1.0)
-        return c
+        """Full-resolution params (strength applied for curve maps) for ``x``; for analysis and tests."""
+        s = self.scale
+        c = self.net.params_at_scale(x, s) if s is not None else self.net(x)
+        return scale_curves(c, self.config.strength) if self.net.family == "curves" else c
 
     @torch.inference_mode()
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        check_image(x)
+        check_image(x, "image")
         cfg = self.config
         if cfg.strength == 0.0:
             return x.clone()  # exactly the input, whatever its dtype or device
         src_device, src_dtype = x.device, x.dtype
-        x = x.to(self.device, torch.float32).clamp(0.0, 1.0)
+        x = x.to(self.device, torch.float32)
         if self._nhwc:
             x = x.contiguous(memory_format=torch.channels_last)
-        if cfg.fast_scale is not None and cfg.fast_scale < 1.0:
-            small = self.net(downscale(x, cfg.fast_scale))
-            y = upsample_apply_curves(x, small, strength=cfg.strength)
-        elif cfg.tile is not None:
-            y = tiled_enhance(self.net, x, cfg.tile, cfg.overlap, cfg.strength)
-        else:
-            y = apply_curves(x, self.curves(x))
+        s = self.scale
+        y = self._enhance_full(x, cfg.strength) if s is None else self._enhance_scaled(x, s, cfg.strength)
         return y.to(src_device, src_dtype).contiguous()
-
-
-def pick_device(device: str = "auto") -> torch.device:
-    """``auto`` picks CUDA, then MPS, then CPU; asking for an absent device is an error."""
-    from sclle.errors import SclleError
-
-    if device == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise SclleError("--device cuda asked for, but no CUDA GPU is available")
-    if device == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise SclleError("--device mps asked for, but MPS is not available")
-    if device not in {"cpu", "cuda", "mps"} and not device.startswith("cuda:"):
-        raise SclleError(f"unknown device {device!r}; use auto, cpu, cuda or mps")
-    return torch.device(device)

@@ -56,24 +56,27 @@ def list_methods() -> list[str]:
     return ["input", *sorted(_baselines()), *(e.name for e in list_models())]
 
 
-def _parse_mode(spec: str) -> tuple[str, bool | float]:
+def _parse_mode(spec: str) -> tuple[str, float | str | None]:
+    """``NAME``, ``NAME@fast`` or ``NAME@fast=0.25`` -> (NAME, fast_scale: None | "auto" | float)."""
     if "@" not in spec:
-        return spec, False
+        return spec, None
     base, mode = spec.rsplit("@", 1)
     if mode == "fast":
-        return base, True
+        return base, "auto"
     if mode.startswith("fast="):
         try:
-            return base, float(mode.split("=", 1)[1])
+            value = float(mode.split("=", 1)[1])
         except ValueError:
-            pass
-    raise SclleError(f"bad method mode {mode!r} in {spec!r}; use NAME@fast or NAME@fast=0.25")
+            value = -1.0
+        if 0.0 < value <= 1.0:
+            return base, value
+    raise SclleError(f"bad method mode {mode!r} in {spec!r}; use NAME@fast or NAME@fast=S with 0 < S <= 1")
 
 
 def get_method(spec: str, *, device: str = "cpu", weights: str | Path | None = None) -> Method:
     """Resolve a method by name (see module docstring) or checkpoint path."""
     from sclle.enhancement.api import build_engine
-    from sclle.models.registry import _REGISTRY, get_entry, sha256_file
+    from sclle.models.registry import MODELS, get_entry, sha256_file
 
     label, sep, rest = spec.partition("=")
     if sep and label and "/" not in label and "@" not in label:
@@ -88,15 +91,16 @@ def get_method(spec: str, *, device: str = "cpu", weights: str | Path | None = N
         fp = hashlib.sha256(f"{spec}:{getattr(b, 'description', '')}".encode()).hexdigest()[:16]
         return Method(spec, b.fn, "baseline", getattr(b, "description", ""), fingerprint=fp)
     base, fast = _parse_mode(spec)
-    if base in _REGISTRY:
+    if base in MODELS:
         entry = get_entry(base)
-        engine = build_engine(base, weights=weights, fast=fast, device=device)
-        fp = f"{entry.sha256[:16]}:{engine.config.fast_scale}"
+        engine = build_engine(base, weights=weights, fast_scale=fast, device=device)
+        fp = f"{entry.sha256[:16]}:{engine.scale}"
         return Method(spec, engine, "model", entry.meta.get("source", ""), fingerprint=fp, meta=entry.meta)
     p = Path(base).expanduser()
     if p.is_file():
-        engine = build_engine(str(p), fast=fast, device=device)
-        fp = f"{sha256_file(p)[:16]}:{engine.config.fast_scale}"
-        return Method(spec, engine, "model", f"DCE-Net weights from {p}", fingerprint=fp)
+        engine = build_engine(str(p), fast_scale=fast, device=device)
+        fp = f"{sha256_file(p)[:16]}:{engine.scale}"
+        arch = engine.net.arch
+        return Method(spec, engine, "model", f"{arch} weights from {p}", fingerprint=fp)
     known = ", ".join(list_methods())
     raise SclleError(f"unknown method {spec!r}: not a registered name nor a weights file; known: {known}")

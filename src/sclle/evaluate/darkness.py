@@ -6,114 +6,28 @@ on CamVid's test split with the project's segmenter and any enhancement method o
 :func:`sclle.enhancement.methods.get_method` (or a callable), and writes a CSV, a Markdown table (methods x
 gamma) and a plot of mIoU vs gamma.
 
-Also here: the confusion-matrix mIoU used by segmentation training and ``sclle segment-eval``.
+The dataset mIoU loop is :mod:`sclle.evaluate.segmentation`.
 """
 
 from __future__ import annotations
 
 import csv
 import io
-import os
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, Subset
+from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
-from sclle.data.camvid import CLASS_NAMES, IGNORE_INDEX, CamVid
+from sclle.core.device import resolve_device
+from sclle.core.files import atomic_write
+from sclle.data.camvid import CLASS_NAMES, CamVid
 from sclle.data.darken import gamma_darken
-from sclle.metrics.segmentation import ConfusionMatrix
-
-ImageFn = Callable[[torch.Tensor], torch.Tensor]
-
-
-# ----------------------------------------------------------------------------------------------------
-# Metrics (a small private confusion matrix: swap for sclle.metrics' one if it gains one)
-# ----------------------------------------------------------------------------------------------------
-
-
-class SegConfusion(ConfusionMatrix):
-    """:class:`sclle.metrics.ConfusionMatrix` on a chosen device, with float summaries for reports."""
-
-    def __init__(
-        self, num_classes: int, ignore_index: int = IGNORE_INDEX, device: str | torch.device = "cpu"
-    ) -> None:
-        super().__init__(num_classes, ignore_index)
-        self.to(device)
-
-    def miou(self) -> float:  # type: ignore[override]
-        return float(super().miou())
-
-    def pixel_accuracy(self) -> float:  # type: ignore[override]
-        return float(super().pixel_accuracy())
-
-
-@dataclass
-class SegScores:
-    miou: float
-    pixel_accuracy: float
-    per_class_iou: dict[str, float]
-    n_images: int
-
-    def as_dict(self) -> dict:
-        return {
-            "miou": self.miou,
-            "pixel_accuracy": self.pixel_accuracy,
-            "per_class_iou": self.per_class_iou,
-            "n_images": self.n_images,
-        }
-
-
-def _scores(conf: SegConfusion, class_names: Sequence[str], n: int) -> SegScores:
-    iou = conf.iou().tolist()
-    return SegScores(conf.miou(), conf.pixel_accuracy(), dict(zip(class_names, iou, strict=True)), n)
-
-
-def pick_device(device: str | torch.device = "auto") -> torch.device:
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
-
-def _loader(dataset: Dataset, limit: int | None, batch_size: int, workers: int) -> DataLoader:
-    if limit is not None and limit < len(dataset):
-        # Evenly spaced, not the first N: CamVid's splits are video sequences in order.
-        step = len(dataset) / max(1, limit)
-        dataset = Subset(dataset, [int(i * step) for i in range(limit)])
-    return DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers)
-
-
-@torch.no_grad()
-def evaluate_segmentation(
-    model: nn.Module,
-    dataset: Dataset,
-    *,
-    class_names: Sequence[str] = CLASS_NAMES,
-    batch_size: int = 4,
-    device: str | torch.device = "auto",
-    limit: int | None = None,
-    workers: int = 0,
-    progress: bool = True,
-    amp: bool = False,
-) -> SegScores:
-    """mIoU, pixel accuracy and per-class IoU of ``model`` on a dataset of (image, label) pairs."""
-    dev = pick_device(device)
-    was_training = model.training
-    model.eval()
-    conf = SegConfusion(len(class_names), device=dev)
-    n = 0
-    for x, y in tqdm(_loader(dataset, limit, batch_size, workers), desc="segment-eval", disable=not progress):
-        x, y = x.to(dev), y.to(dev)
-        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp and dev.type == "cuda"):
-            logits = model(x)
-        conf.update(logits.argmax(1), y)
-        n += x.shape[0]
-    model.train(was_training)
-    return _scores(conf, class_names, n)
-
+from sclle.enhancement.methods import ImageFn
+from sclle.evaluate.segmentation import evenly_spaced_loader, seg_scores
+from sclle.metrics.segmentation import SegConfusion
 
 # ----------------------------------------------------------------------------------------------------
 # Darkness benchmark
@@ -127,12 +41,6 @@ def _resolve_method(method: str | ImageFn, device: torch.device) -> tuple[str, I
 
     resolved = get_method(method, device=str(device))
     return resolved.name, resolved
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
 
 
 def _markdown(rows: list[dict], names: list[str], gammas: Sequence[float]) -> str:
@@ -168,7 +76,7 @@ def _plot(rows: list[dict], names: list[str], gammas: Sequence[float], path: Pat
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
     plt.close(fig)
-    _atomic_write(path, buf.getvalue())
+    atomic_write(path, buf.getvalue())
 
 
 @torch.no_grad()
@@ -201,7 +109,7 @@ def darkness_benchmark(
     """
     from sclle.models.segmentation import SemanticPrior, load_segmenter
 
-    dev = pick_device(device)
+    dev = resolve_device(device)
     if segmenter is None or isinstance(segmenter, (str, Path)):
         segmenter = load_segmenter(segmenter, device=dev)
     model = SemanticPrior(segmenter.to(dev)).eval()
@@ -219,7 +127,7 @@ def darkness_benchmark(
         list(CLASS_NAMES) if num_classes == len(CLASS_NAMES) else [str(i) for i in range(num_classes)]
     )
     confs = {(n, g): SegConfusion(num_classes, device=dev) for n in names for g in gammas}
-    loader = _loader(data, limit, batch_size, workers)
+    loader = evenly_spaced_loader(data, limit, batch_size, workers)
     n_images = 0
     bar = tqdm(total=len(loader) * len(gammas) * len(names), desc="darkness", disable=not progress)
     for x, y in loader:
@@ -237,7 +145,7 @@ def darkness_benchmark(
     rows = []
     for name in names:
         for g in gammas:
-            s = _scores(confs[(name, g)], class_names, n_images)
+            s = seg_scores(confs[(name, g)], class_names, n_images)
             row = {
                 "method": name,
                 "gamma": g,
@@ -254,7 +162,7 @@ def darkness_benchmark(
         writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-        _atomic_write(out / "darkness.csv", buf.getvalue().encode())
-        _atomic_write(out / "darkness.md", _markdown(rows, names, gammas).encode())
+        atomic_write(out / "darkness.csv", buf.getvalue().encode())
+        atomic_write(out / "darkness.md", _markdown(rows, names, gammas).encode())
         _plot(rows, names, gammas, out / "darkness.png")
     return rows

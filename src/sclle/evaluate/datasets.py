@@ -146,7 +146,7 @@ class DatasetSpec:
         Raises :class:`~sclle.errors.ImageReadError` for an unreadable file and
         :class:`~sclle.errors.SclleError` when a pair's sizes differ.
         """
-        from sclle.io import read_image, to_tensor
+        from sclle.imageio import read_image, to_tensor
 
         if self.kind == "synthetic":
             ref = to_tensor(read_image(item.ref_path or item.input_path).rgb)
@@ -196,7 +196,7 @@ def _file_digest(path: Path) -> bytes:
 
 
 def _find(folder: Path, recursive: bool) -> list[Path]:
-    from sclle.io import find_images
+    from sclle.imageio import find_images
 
     found, _errors = find_images([folder], recursive=recursive)  # an empty folder is reported by the caller
     return sorted(p for p, _base in found)

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from sclle.errors import ImageWriteError
-from sclle.evaluate.runner import REFERENCE_COLUMN, MetricSpec, Results, _safe, results_to_json
+from sclle.evaluate.runner import REFERENCE_COLUMN, MetricSpec, Results, results_to_json, safe_name
 
 #: The identity and reference rows are yardsticks, not contenders: never marked best.
 _NOT_RANKED = {"input", "none", REFERENCE_COLUMN}
@@ -289,8 +289,8 @@ def write_report(results: Results, out_dir: str | Path, command: str | None = No
 
     for ds in results.datasets:
         name = ds.name
-        sub = out / _safe(name)
-        rel = _safe(name)
+        sub = out / safe_name(name)
+        rel = safe_name(name)
         metrics = results.metrics[name]
         table = results.table(name)
         counts = {m: results.count(name, m) for m in results.rows(name)}

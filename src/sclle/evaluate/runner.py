@@ -340,7 +340,7 @@ def _display_name(spec: str) -> str:
     return p.stem if spec.endswith((".pth", ".pt", ".safetensors", ".ckpt")) else spec
 
 
-def _safe(name: str) -> str:
+def safe_name(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_.+" else "_" for c in name) or "_"
 
 
@@ -481,7 +481,7 @@ def evaluate(
                         values = _score_one(
                             cache, stats, pair, meth, fp, key, protocol, dms, modules, device,
                             want_thumb=idx in sample,
-                            save_to=(out / "images" / _safe(ds.name) / _safe(name) / f"{_safe(item.key)}.png")
+                            save_to=(out / "images" / safe_name(ds.name) / safe_name(name) / f"{safe_name(item.key)}.png")
                             if save_images else None,
                         )  # fmt: skip
                     except Exception as exc:  # noqa: BLE001
@@ -611,7 +611,7 @@ def _score_one(
     cache.put_scores(fp, key, protocol, new)
     if need_save:
         assert save_to is not None
-        from sclle.io import from_array, from_tensor, write_image
+        from sclle.imageio import from_array, from_tensor, write_image
 
         rgb = from_tensor(y)
         write_image(save_to, from_array(rgb), rgb, overwrite=True)

@@ -122,7 +122,7 @@ def estimate_curves_at_scale(net: nn.Module, image: torch.Tensor, scale: float =
         raise ValueError(f"image must be (B, 3, H, W), got {tuple(image.shape)}")
     if not 0.0 < scale <= 1.0:
         raise ValueError(f"scale must be in (0, 1], got {scale}")
-    from sclle.enhancement.engine import fast_curves  # one resampling for training and inference
+    from sclle.models.dce import fast_curves  # one resampling for training and inference
 
     return fast_curves(net, image, scale)
 

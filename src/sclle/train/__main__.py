@@ -19,6 +19,8 @@ def run(
     out: str | Path | None = None,
     resume: bool = False,
     resume_from: str | Path | None = None,
+    overwrite: bool = False,
+    force: bool = False,
     overrides: list[str] | tuple[str, ...] = (),
     device: str | None = None,
     steps: int | None = None,
@@ -35,7 +37,13 @@ def run(
     if steps is not None:
         extra.append(f"schedule.steps={steps}")
     cfg = load_config(config, extra)
-    final = train(cfg, resume=resume_from if resume_from else resume, time_budget_min=time_budget_min)
+    final = train(
+        cfg,
+        resume=resume_from if resume_from else resume,
+        overwrite=overwrite,
+        force=force,
+        time_budget_min=time_budget_min,
+    )
     print(f"final checkpoint: {final}")
     return final
 
@@ -46,6 +54,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", "-o", default=None)
     p.add_argument("--resume", action="store_true")
     p.add_argument("--resume-from", default=None)
+    p.add_argument("--overwrite", action="store_true", help="replace the run already in the run folder")
+    p.add_argument("--force", action="store_true", help="resume even if the config changed incompatibly")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--device", default=None)
     p.add_argument("--steps", type=int, default=None)
@@ -57,6 +67,8 @@ def main(argv: list[str] | None = None) -> int:
             out=a.out,
             resume=a.resume,
             resume_from=a.resume_from,
+            overwrite=a.overwrite,
+            force=a.force,
             overrides=a.overrides,
             device=a.device,
             steps=a.steps,

@@ -22,6 +22,7 @@ parsed as YAML and then converted to the field's type (so ``1e-4`` is a float, `
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from collections.abc import Iterable, Mapping
@@ -139,7 +140,105 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> TrainConfig:
-        return from_dict(cls, d)
+        return from_dict(cls, d).validate()
+
+    def validate(self) -> TrainConfig:
+        """Refuse values that cannot train (one line naming the key); return ``self``.
+
+        Checked when a config is loaded, so a NaN learning rate or ``steps: -5`` fails before any
+        data is read instead of crashing mid-run or exiting 0 with an untrained export.
+        """
+        validate(self)
+        return self
+
+
+# --------------------------------------------------------------------------------------- validation
+
+
+def _bad(key: str, value: Any, rule: str) -> SclleError:
+    return SclleError(f"config {key}: {rule}, got {value!r}")
+
+
+def _number(key: str, value: Any, *, low: float | None = None, above: float | None = None) -> None:
+    """A finite number, ``>= low`` or ``> above`` when given."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise _bad(key, value, "must be a finite number")
+    if low is not None and value < low:
+        raise _bad(key, value, f"must be >= {low:g}")
+    if above is not None and value <= above:
+        raise _bad(key, value, f"must be > {above:g}")
+
+
+def _choice(key: str, value: Any, known: Iterable[str]) -> None:
+    known = tuple(known)
+    if value not in known:
+        raise _bad(key, value, f"must be one of {', '.join(known)}")
+
+
+def _range(key: str, value: tuple[float, float], *, above: float) -> None:
+    for v in value:
+        _number(key, v, above=above)
+    if value[0] > value[1]:
+        raise _bad(key, list(value), "must be [low, high] with low <= high")
+
+
+def validate(cfg: TrainConfig) -> None:
+    """Raise :class:`SclleError` for the first value of ``cfg`` that cannot train (see TrainConfig.validate)."""
+    from sclle.data.street import DATASETS
+
+    if isinstance(cfg.seed, bool) or not isinstance(cfg.seed, int) or cfg.seed < 0:
+        raise _bad("seed", cfg.seed, "must be an integer >= 0")
+    d = cfg.data
+    _choice("data.dataset", d.dataset, DATASETS)
+    _choice("data.preload", d.preload, ("device", "cpu", "none"))
+    if d.pool_size is not None:
+        _number("data.pool_size", d.pool_size, low=16)
+    _range("data.gamma_range", d.gamma_range, above=0)
+    _range("data.exposure_range", d.exposure_range, above=0)
+    if d.noise_peak is not None:
+        _number("data.noise_peak", d.noise_peak, above=0)
+    _number("data.noise_read_std", d.noise_read_std, low=0)
+    _number("data.extra_fraction", d.extra_fraction, low=0)
+    if d.extra_fraction > 1:
+        raise _bad("data.extra_fraction", d.extra_fraction, "must be between 0 and 1")
+    _number("data.val_max_images", d.val_max_images, low=1)
+    _number("data.val_max_side", d.val_max_side, low=16)
+    _number("model.init_std", cfg.model.init_std, above=0)
+    lc = cfg.loss
+    for f in dataclasses.fields(lc.weights):
+        _number(f"loss.weights.{f.name}", getattr(lc.weights, f.name), low=0)
+    _number("loss.gram_margin", lc.gram_margin, low=0)
+    _number("loss.brightness_margin", lc.brightness_margin, low=0)
+    o = cfg.optim
+    _number("optim.lr", o.lr, above=0)
+    for b in o.betas:
+        _number("optim.betas", b, low=0)
+        if b >= 1:
+            raise _bad("optim.betas", list(o.betas), "must be two numbers in [0, 1)")
+    _number("optim.weight_decay", o.weight_decay, low=0)
+    if o.grad_clip is not None:
+        _number("optim.grad_clip", o.grad_clip, low=0)
+    _choice("optim.amp", o.amp, ("off", "bf16"))
+    s = cfg.schedule
+    _number("schedule.steps", s.steps, low=1)
+    _number("schedule.batch", s.batch, low=1)
+    _number("schedule.crop", s.crop, low=16)
+    _number("schedule.n_pos", s.n_pos, low=1)
+    _number("schedule.n_neg", s.n_neg, low=1)
+    g = cfg.logging
+    if not str(g.out).strip():
+        raise _bad("logging.out", g.out, "must name a folder")
+    if not g.name or any(c in g.name for c in "/\\") or g.name in (".", ".."):
+        raise _bad("logging.name", g.name, "must be a plain file stem (no path separators)")
+    _number("logging.log_every", g.log_every, low=1)
+    for key in ("image_every", "ckpt_every", "val_every"):
+        _number(f"logging.{key}", getattr(g, key), low=0)
+    if g.keep_ckpts < 2:
+        raise _bad(
+            "logging.keep_ckpts",
+            g.keep_ckpts,
+            "must be >= 2 (the previous checkpoint is the fallback when the latest is unreadable)",
+        )
 
 
 # --------------------------------------------------------------------------------------- conversion
@@ -305,9 +404,8 @@ def _merge(base: dict[str, Any], new: Mapping[str, Any]) -> None:
 
 def save_config(cfg: TrainConfig, path: str | Path) -> Path:
     """Write ``cfg`` as YAML (all fields, so the file alone reproduces the run)."""
+    from sclle.core.files import atomic_write
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
-    tmp.replace(path)
-    return path
+    return atomic_write(path, yaml.safe_dump(cfg.to_dict(), sort_keys=False))

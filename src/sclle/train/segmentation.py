@@ -37,10 +37,11 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
+from sclle.core.device import resolve_device
 from sclle.data.camvid import CLASS_NAMES, IGNORE_INDEX, CamVid
 from sclle.data.seg_transforms import random_darken, random_scale_crop_flip
 from sclle.errors import SclleError
-from sclle.evaluate.darkness import SegConfusion, pick_device
+from sclle.metrics.segmentation import SegConfusion
 from sclle.models.segmentation import (
     DEFAULT_SEGMENTER,
     DeepLabV3Plus,
@@ -210,7 +211,7 @@ def train_segmenter(cfg: SegTrainConfig) -> Path:
     """Train, select on val mIoU, export ``<out>/<name>.safetensors`` (+ JSON); returns the export path
     (or ``best.pt`` when ``cfg.export`` is False)."""
     t_start = time.monotonic()
-    dev = pick_device(cfg.device)
+    dev = resolve_device(cfg.device)
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise SclleError("--device cuda requested but CUDA is not available")
     amp = cfg.amp and dev.type == "cuda"
@@ -455,7 +456,7 @@ def export_segmenter(
     val: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> Path:
     """fp16 safetensors + JSON metadata; the scores are measured on the *exported* (fp16-rounded) weights."""
-    dev = pick_device(cfg.device)
+    dev = resolve_device(cfg.device)
     ck = torch.load(checkpoint, map_location="cpu", weights_only=True)
     model = DeepLabV3Plus(backbone=cfg.backbone, num_classes=len(CLASS_NAMES))
     model.load_state_dict(ck["model"])

@@ -23,6 +23,11 @@ Outputs in ``logging.out``::
     checkpoints/step_XXXXXXX.pt  {"model": DCENet state_dict, "optimizer", "step", "rng", "config"}
     export/<name>.safetensors    float32 DCENet state_dict (loadable by sclle.models.registry)
     export/<name>.json           metadata: data, steps, loss weights, config, scores, sha256
+    .sclle-train.lock            held while a run goes, so a second run into the folder is refused
+
+A fresh run refuses a folder that holds another run unless ``overwrite``; a resume reports config
+changes and refuses those that break exactness unless ``force``; an unreadable latest checkpoint
+falls back to the previous one (docs/training.md, "Run folders and resuming").
 """
 
 from __future__ import annotations
@@ -30,10 +35,13 @@ from __future__ import annotations
 import csv
 import datetime
 import hashlib
+import io
 import json
 import math
 import os
 import random
+import shutil
+import sys
 import time
 import warnings
 from collections.abc import Callable
@@ -48,8 +56,10 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from sclle import io
-from sclle.data.contrast import ContrastPool, PoolPair, _vgg_fingerprint
+from sclle import imageio
+from sclle.core.device import resolve_device
+from sclle.core.files import atomic_save, atomic_write
+from sclle.data.contrast import ContrastPool, PoolPair, vgg_fingerprint
 from sclle.data.darken import DarkenProtocol, NoiseModel, image_generator
 from sclle.data.street import StreetScenes
 from sclle.errors import SclleError
@@ -71,19 +81,17 @@ StepCallback = Callable[[int, dict[str, float]], None]
 # ------------------------------------------------------------------------------------------ helpers
 
 
-def resolve_device(name: str, local_rank: int = 0) -> torch.device:
-    """auto -> cuda (this rank's GPU) if available, else cpu; a clear error if cuda is asked but absent."""
-    name = (name or "auto").lower()
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise SclleError("--device cuda asked for, but PyTorch sees no CUDA GPU (use --device cpu)")
-        if name == "cuda":
-            return torch.device("cuda", local_rank % torch.cuda.device_count())
-    if name not in ("cpu",) and not name.startswith("cuda"):
-        raise SclleError(f"unknown device {name!r}; use auto, cpu or cuda")
-    return torch.device(name)
+def _train_device(name: str, local_rank: int = 0) -> torch.device:
+    """The shared resolver, with a bare ``cuda`` pinned to this DDP rank's GPU (DDP needs an index)."""
+    device = resolve_device(name)
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", local_rank % torch.cuda.device_count())
+    return device
+
+
+def _say(kind: str, message: str) -> None:
+    """One ``note: ...`` / ``warning: ...`` line on stderr (rank 0 calls it), as the other commands print."""
+    print(f"{kind}: {' '.join(message.split())}", file=sys.stderr, flush=True)
 
 
 def seed_everything(seed: int) -> None:
@@ -158,45 +166,336 @@ def _unwrap(net: nn.Module) -> DCENet:
     return net.module if isinstance(net, nn.parallel.DistributedDataParallel) else net  # type: ignore[return-value]
 
 
-def _atomic_torch_save(obj: Any, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
-def _atomic_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def checkpoint_path(out: Path, step: int) -> Path:
     return out / "checkpoints" / f"step_{step:07d}.pt"
 
 
+def _checkpoint_step(path: Path) -> int | None:
+    stem = path.name[len("step_") : -len(".pt")] if path.name.startswith("step_") else ""
+    return int(stem) if stem.isdigit() else None
+
+
+def list_checkpoints(out: str | Path) -> list[Path]:
+    """The checkpoints in ``out/checkpoints``, oldest step first."""
+    folder = Path(out) / "checkpoints"
+    found = [(_checkpoint_step(p), p) for p in folder.glob("step_*.pt")] if folder.is_dir() else []
+    return [p for s, p in sorted((s, p) for s, p in found if s is not None)]
+
+
 def find_latest_checkpoint(out: str | Path) -> Path | None:
     """The checkpoint with the highest step in ``out/checkpoints`` (None if there is none)."""
-    folder = Path(out) / "checkpoints"
-    found = sorted(folder.glob("step_*.pt")) if folder.is_dir() else []
+    found = list_checkpoints(out)
     return found[-1] if found else None
 
 
+_CHECKPOINT_KEYS = ("model", "optimizer", "step", "rng", "config")
+
+
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Read a trainer checkpoint (``weights_only``: never runs code from the file)."""
+    """Read a trainer checkpoint (``weights_only``: never runs code from the file).
+
+    A file that unpickles but lacks a key, or holds non-finite weights, is refused like a truncated
+    one, so a resume falls back to the previous checkpoint instead of training from garbage.
+    """
     p = Path(path)
     if not p.is_file():
         raise SclleError("checkpoint not found", p)
     try:
         ckpt = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise SclleError(
-            f"cannot read checkpoint ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})", p
-        ) from None
+        first = (str(exc).splitlines() or [""])[0][:200]
+        raise SclleError(f"cannot read checkpoint ({type(exc).__name__}: {first})", p) from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
         raise SclleError(f"not a sclle training checkpoint (format {CHECKPOINT_FORMAT})", p)
+    missing = [k for k in _CHECKPOINT_KEYS if k not in ckpt]
+    if missing:
+        raise SclleError(f"incomplete training checkpoint (missing {', '.join(missing)})", p)
+    model = ckpt["model"]
+    if not isinstance(model, dict) or not all(isinstance(v, torch.Tensor) for v in model.values()):
+        raise SclleError("corrupt training checkpoint (model is not a state dict)", p)
+    bad = [k for k, v in model.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise SclleError(f"corrupt training checkpoint (non-finite values in {bad[0]})", p)
+    if isinstance(ckpt["step"], bool) or not isinstance(ckpt["step"], int) or ckpt["step"] < 0:
+        raise SclleError(f"corrupt training checkpoint (step {ckpt['step']!r})", p)
     return ckpt
+
+
+def _restore(ckpt: dict[str, Any], path: Path, net: DCENet, optimizer: torch.optim.Optimizer) -> None:
+    """Load a checkpoint's weights, optimizer and RNG state; any mismatch is one :class:`SclleError`."""
+    try:
+        net.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        set_rng_state(ckpt["rng"])
+    except Exception as exc:
+        first = (str(exc).splitlines() or [""])[0][:200]
+        raise SclleError(f"cannot restore checkpoint ({type(exc).__name__}: {first})", path) from None
+
+
+def _resume_from(
+    candidates: list[Path], *, explicit: bool, net: DCENet, optimizer: torch.optim.Optimizer, main: bool
+) -> tuple[dict[str, Any], Path]:
+    """Restore the newest readable checkpoint of ``candidates`` (newest first).
+
+    An unreadable latest checkpoint (truncated, garbage, non-finite) falls back to the previous one
+    with a warning; a checkpoint the user named (``--resume-from``) never falls back.
+    """
+    errors: list[SclleError] = []
+    for i, path in enumerate(candidates):
+        try:
+            ckpt = load_checkpoint(path)
+            _restore(ckpt, path, net, optimizer)
+        except SclleError as exc:
+            if explicit:
+                raise
+            errors.append(exc)
+            if main and i + 1 < len(candidates):
+                _say("warning", f"{exc}; falling back to {candidates[i + 1].name}")
+            continue
+        return ckpt, path
+    folder = candidates[0].parent if candidates else "checkpoints"
+    raise SclleError(
+        f"no readable checkpoint to resume from ({len(errors)} tried; latest: {errors[0] if errors else '-'}); "
+        "use --overwrite to start afresh",
+        folder,
+    )
+
+
+# ------------------------------------------------------------------------------------------ run folder
+
+#: What a run writes into its folder; a fresh run refuses a folder holding any of them (unless
+#: ``overwrite``, which removes exactly these and nothing else the folder holds).
+RUN_ENTRIES = ("checkpoints", "export", "log.csv", "val.csv", "config.yaml", "samples", "tb")
+_LOCK_NAME = ".sclle-train.lock"
+
+
+def run_files(out: str | Path) -> list[str]:
+    """The entries of :data:`RUN_ENTRIES` present in ``out`` (empty folders do not count)."""
+    out = Path(out)
+    found = []
+    for name in RUN_ENTRIES:
+        p = out / name
+        if p.is_symlink() or p.is_file() or (p.is_dir() and any(p.iterdir())):
+            found.append(name)
+    return found
+
+
+def clear_run(out: str | Path) -> list[str]:
+    """Remove a previous run's files from ``out`` (only :data:`RUN_ENTRIES`); return what was removed."""
+    out = Path(out)
+    removed = []
+    for name in RUN_ENTRIES:
+        p = out / name
+        try:
+            if p.is_symlink() or p.is_file():
+                p.unlink()
+            elif p.is_dir():
+                shutil.rmtree(p)
+            else:
+                continue
+        except OSError as exc:
+            raise SclleError(
+                f"cannot remove the previous run's {name} ({exc.strerror or exc})", out
+            ) from None
+        removed.append(name)
+    return removed
+
+
+class _RunLock:
+    """An advisory lock on ``out/.sclle-train.lock`` held for the whole run (rank 0).
+
+    Two runs into one folder would otherwise both pass the "folder holds another run" check and then
+    replace each other's files. The OS drops the lock when the process dies (even by kill -9), so a
+    crashed run never leaves a stale lock. The file itself stays: removing it would let two runs
+    lock two different files of the same name.
+    """
+
+    def __init__(self, out: Path) -> None:
+        self.path = out / _LOCK_NAME
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+            self.file = open(self.path, "a+")  # noqa: SIM115 (held open for the lifetime of the run)
+        except OSError as exc:
+            raise SclleError(f"cannot write to the run folder ({exc.strerror or exc})", out) from None
+        self.file.seek(0)  # Windows locks the byte at the current position: the same byte in every run
+        if not _try_lock(self.file):
+            try:
+                holder = self.file.read().strip() or "?"
+            except OSError:  # Windows: the locked byte cannot be read
+                holder = "?"
+            self.file.close()
+            raise SclleError(
+                f"another sclle train (pid {holder}) is using this run folder; wait for it or use another --out",
+                out,
+            )
+        self.file.seek(0)
+        self.file.truncate()
+        self.file.write(f"{os.getpid()}\n")
+        self.file.flush()
+
+    def release(self) -> None:
+        if not self.file.closed:
+            self.file.close()  # closing the descriptor drops the lock
+
+
+def _try_lock(f: Any) -> bool:
+    """Non-blocking exclusive lock of an open file; True where locking is not supported."""
+    try:
+        import fcntl
+    except ImportError:  # Windows
+        try:
+            import msvcrt
+
+            msvcrt.locking(f.fileno(), msvcrt.LK_NBLCK, 1)
+        except ImportError:
+            return True
+        except OSError:
+            return False
+        return True
+    try:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return False
+    return True
+
+
+@dataclass
+class _Plan:
+    """Where a run starts: checkpoints to try (newest first) and the rank-0 folder lock."""
+
+    candidates: list[Path]
+    explicit: bool
+    lock: _RunLock | None = None
+
+
+def _plan_run(
+    cfg: TrainConfig, dd: _Dist, device: torch.device, resume: bool | str | Path, overwrite: bool
+) -> _Plan:
+    """Decide fresh start or resume, and (rank 0) lock the run folder and check it holds no other run."""
+    out = Path(cfg.logging.out)
+    if out.exists() and not out.is_dir():
+        raise SclleError("the run folder is a file", out)
+    explicit = resume is not True and bool(resume)
+    if resume is True:
+        candidates = list_checkpoints(out)[::-1]
+    elif explicit:
+        candidates = [Path(resume)]  # type: ignore[arg-type]
+    else:
+        candidates = []
+    ckpt_dir = out / "checkpoints"
+    own = bool(candidates) and (resume is True or candidates[0].resolve().parent == ckpt_dir.resolve())
+    if overwrite and (resume is True or own):
+        raise SclleError(
+            "--overwrite starts a new run; it cannot be combined with resuming this folder's run"
+        )
+    plan = _Plan(candidates, explicit)
+    error: SclleError | None = None
+    if dd.main:
+        try:
+            plan.lock = _RunLock(out)
+            existing = [] if own else run_files(out)
+            if existing and not overwrite:
+                what = ", ".join(existing)
+                if resume is True:
+                    raise SclleError(
+                        f"holds files of a run ({what}) but no checkpoint to resume from; "
+                        "use --overwrite (without --resume) to start afresh here",
+                        out,
+                    )
+                raise SclleError(
+                    f"holds another run ({what}); use --resume to continue it, --overwrite to replace it, "
+                    "or another --out folder",
+                    out,
+                )
+            if existing:
+                clear_run(out)
+                _say("note", f"{out}: removed the previous run ({', '.join(existing)}) (--overwrite)")
+        except SclleError as exc:
+            error = exc
+    if dd.world > 1:  # every rank stops when rank 0 refuses (else the others would wait forever)
+        flag = torch.tensor([0.0 if error is None else 1.0], device=device)
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        if flag.item() > 0 and error is None:
+            error = SclleError("rank 0 refused the run folder (see its error)", out)
+    if error is not None:
+        if plan.lock is not None:
+            plan.lock.release()
+        raise error
+    return plan
+
+
+# ------------------------------------------------------------------------------------------ resume checks
+
+#: Config keys whose change keeps a resumed run on the uninterrupted run's trajectory (a note is
+#: printed); any other change is refused unless forced. ``logging.*`` is allowed as a whole.
+RESUME_SAFE_KEYS = frozenset(
+    {"schedule.steps", "device", "data.val_dir", "data.val_max_images", "data.val_max_side", "data.preload"}
+)
+
+
+def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(d, dict):
+        return {prefix: d}
+    flat: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}.{k}" if prefix else str(k)
+        if isinstance(v, dict) and v:
+            flat.update(_flatten(v, key))
+        else:
+            flat[key] = list(v) if isinstance(v, tuple) else v
+    return flat
+
+
+def config_changes(saved: dict[str, Any], cfg: TrainConfig) -> list[tuple[str, Any, Any]]:
+    """``(key, saved value, current value)`` for every value that differs (keys a saved config lacks
+    count as their default: older checkpoints predate newer options)."""
+    old = _flatten(TrainConfig().to_dict())
+    old.update(_flatten(saved))
+    new = _flatten(cfg.to_dict())
+    return [(k, old.get(k), v) for k, v in new.items() if old.get(k) != v]
+
+
+def _is_resume_safe(key: str) -> bool:
+    return key in RESUME_SAFE_KEYS or key.startswith("logging.")
+
+
+def _fmt(v: Any) -> str:
+    return f"{v:g}" if isinstance(v, float) else json.dumps(v) if isinstance(v, (list, dict)) else str(v)
+
+
+def check_resume_config(
+    ckpt: dict[str, Any], path: Path, cfg: TrainConfig, *, force: bool, main: bool = True
+) -> None:
+    """Say which config values changed since ``ckpt``; refuse those that break exact resumption.
+
+    Harmless changes (:data:`RESUME_SAFE_KEYS`, ``logging.*``) get a note; the others (seed, data,
+    model, loss, optimiser, batch, crop...) raise unless ``force``, then a warning.
+    """
+    step = int(ckpt["step"])
+    if step > cfg.schedule.steps:
+        raise SclleError(
+            f"cannot resume: the checkpoint is at step {step}, past schedule.steps {cfg.schedule.steps} "
+            "(raise --steps)",
+            path,
+        )
+    changes = config_changes(ckpt["config"] if isinstance(ckpt["config"], dict) else {}, cfg)
+    safe = [f"{k} {_fmt(a)} -> {_fmt(b)}" for k, a, b in changes if _is_resume_safe(k)]
+    unsafe = [f"{k} {_fmt(a)} -> {_fmt(b)}" for k, a, b in changes if not _is_resume_safe(k)]
+    if unsafe and not force:
+        raise SclleError(
+            f"cannot resume: config changed in ways that break exact resumption: {'; '.join(unsafe)} "
+            "(use --force to resume anyway, or another --out folder for a new run)",
+            path,
+        )
+    if main:
+        _say("note", f"resuming from {path} (step {step})")
+        if safe:
+            _say("note", f"config changed since the checkpoint (harmless for resuming): {'; '.join(safe)}")
+        if unsafe:
+            _say(
+                "warning",
+                f"resuming despite changes that break exact resumption (--force): {'; '.join(unsafe)}",
+            )
 
 
 def _default_cache_dir() -> Path:
@@ -249,9 +548,11 @@ class _Validator:
         if not folder.is_dir():
             warnings.warn(f"validation folder {folder} not found; validation skipped", stacklevel=2)
             return
-        files = sorted(p for p in folder.iterdir() if p.is_file() and io.is_supported(p))[: d.val_max_images]
+        files = sorted(p for p in folder.iterdir() if p.is_file() and imageio.is_supported(p))[
+            : d.val_max_images
+        ]
         for p in files:
-            x = io.to_tensor(io.read_image(p).rgb)
+            x = imageio.to_tensor(imageio.read_image(p).rgb)
             h, w = x.shape[-2:]
             s = d.val_max_side / max(h, w)
             if s < 1:
@@ -372,7 +673,7 @@ class _Logger:
         arr = grid.permute(1, 2, 0).numpy()
         target = self.out / "samples" / f"step_{step:07d}.png"
         target.parent.mkdir(parents=True, exist_ok=True)
-        io.write_image(target, io.from_array(arr), arr, overwrite=True)
+        imageio.write_image(target, imageio.from_array(arr), arr, overwrite=True)
         if self.tb is not None:
             self.tb.add_image("before_after", grid, step)
 
@@ -391,9 +692,10 @@ def _truncate_csv(path: Path, step: int) -> None:
         return
     with open(path, newline="") as f:
         rows = list(csv.reader(f))
-    kept = rows[:1] + [r for r in rows[1:] if r and int(r[0]) <= step]
-    with open(path, "w", newline="") as f:
-        csv.writer(f).writerows(kept)
+    kept = rows[:1] + [r for r in rows[1:] if r and r[0].isdigit() and int(r[0]) <= step]
+    buf = io.StringIO()
+    csv.writer(buf).writerows(kept)
+    atomic_write(path, buf.getvalue())
 
 
 # ------------------------------------------------------------------------------------------ export
@@ -409,9 +711,8 @@ def export_model(
     out_dir.mkdir(parents=True, exist_ok=True)
     target = out_dir / f"{name}.safetensors"
     sd = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in net.state_dict().items()}
-    tmp = target.with_name(f".{target.name}.tmp")
-    save_file(sd, str(tmp), metadata={"format": EXPORT_FORMAT, "architecture": "DCENet", "step": str(step)})
-    os.replace(tmp, target)
+    header = {"format": EXPORT_FORMAT, "architecture": "DCENet", "step": str(step)}
+    atomic_save(target, lambda tmp: save_file(sd, str(tmp), metadata=header))
     sha = hashlib.sha256(target.read_bytes()).hexdigest()
     c = cfg.to_dict()
     meta = {
@@ -438,7 +739,7 @@ def export_model(
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "torch": torch.__version__,
     }
-    _atomic_text(out_dir / f"{name}.json", json.dumps(meta, indent=2) + "\n")
+    atomic_write(out_dir / f"{name}.json", json.dumps(meta, indent=2) + "\n")
     return target
 
 
@@ -485,6 +786,8 @@ def train(
     cfg: TrainConfig,
     *,
     resume: bool | str | Path = False,
+    overwrite: bool = False,
+    force: bool = False,
     time_budget_min: float | None = None,
     vgg: nn.Module | None = None,
     callback: StepCallback | None = None,
@@ -492,16 +795,41 @@ def train(
     """Train the enhancer as ``cfg`` says; return the final checkpoint path.
 
     Args:
-        resume: ``True`` continues from the latest checkpoint in ``logging.out`` (a fresh start if
-            there is none), a path continues from that checkpoint.
+        resume: ``True`` continues from the latest readable checkpoint in ``logging.out`` (a fresh
+            start if there is none; an unreadable latest one falls back to the previous one), a path
+            continues from that checkpoint.
+        overwrite: a fresh run may replace the run already in ``logging.out`` (its files are removed
+            first); without it such a folder is refused.
+        force: resume even when the config changed in ways that break exact resumption.
         time_budget_min: stop cleanly (checkpoint + export) once this many minutes have passed.
         vgg: an already built frozen VGG (tests inject one to avoid re-loading weights).
         callback: ``callback(step, losses)`` after each step on rank 0.
     """
+    cfg.validate()
+    if time_budget_min is not None and not (math.isfinite(time_budget_min) and time_budget_min >= 0):
+        raise SclleError(f"--time-budget-min must be a finite number >= 0, got {time_budget_min!r}")
     dd = _setup_distributed(cfg.device)
+    plan: _Plan | None = None
     try:
-        return _train(cfg, dd, resume=resume, time_budget_min=time_budget_min, vgg=vgg, callback=callback)
+        device = _train_device(cfg.device, dd.local_rank)
+        if cfg.schedule.batch % dd.world:
+            raise SclleError(
+                f"schedule.batch {cfg.schedule.batch} must be divisible by the {dd.world} DDP processes"
+            )
+        plan = _plan_run(cfg, dd, device, resume, overwrite)
+        return _train(
+            cfg,
+            dd,
+            device,
+            plan,
+            force=force,
+            time_budget_min=time_budget_min,
+            vgg=vgg,
+            callback=callback,
+        )
     finally:
+        if plan is not None and plan.lock is not None:
+            plan.lock.release()
         if dd.initialised_here and dist.is_initialized():
             dist.destroy_process_group()
 
@@ -509,23 +837,20 @@ def train(
 def _train(
     cfg: TrainConfig,
     dd: _Dist,
+    device: torch.device,
+    plan: _Plan,
     *,
-    resume: bool | str | Path,
+    force: bool,
     time_budget_min: float | None,
     vgg: nn.Module | None,
     callback: StepCallback | None,
 ) -> Path:
     t_start = time.perf_counter()
-    device = resolve_device(cfg.device, dd.local_rank)
     out = Path(cfg.logging.out)
     sch = cfg.schedule
-    if sch.batch % dd.world:
-        raise SclleError(f"schedule.batch {sch.batch} must be divisible by the {dd.world} DDP processes")
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     use_amp = cfg.optim.amp == "bf16" and device.type == "cuda"
-    if cfg.optim.amp not in ("off", "bf16"):
-        raise SclleError(f"optim.amp must be 'off' or 'bf16', got {cfg.optim.amp!r}")
 
     seed_everything(cfg.seed)
     net = init_enhancer(cfg).to(device).train()
@@ -537,15 +862,12 @@ def _train(
 
     # ---- resume
     start_step = 0
-    ckpt_file: Path | None = None
-    if resume:
-        ckpt_file = find_latest_checkpoint(out) if resume is True else Path(resume)  # type: ignore[arg-type]
-    if ckpt_file is not None:
-        ckpt = load_checkpoint(ckpt_file)
-        net.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
+    if plan.candidates:
+        ckpt, ckpt_file = _resume_from(
+            plan.candidates, explicit=plan.explicit, net=net, optimizer=optimizer, main=dd.main
+        )
+        check_resume_config(ckpt, ckpt_file, cfg, force=force, main=dd.main)
         start_step = int(ckpt["step"])
-        set_rng_state(ckpt["rng"])
         del ckpt
 
     # ---- data
@@ -585,7 +907,7 @@ def _train(
         pool = ContrastPool.load(d.pool)
         cache = Path(cfg.logging.cache_dir) if cfg.logging.cache_dir else _default_cache_dir()
         size = d.pool_size or sch.crop
-        fp = _vgg_fingerprint(objective.vgg)
+        fp = vgg_fingerprint(objective.vgg)
         # rank 0 computes (or loads) and caches; the others then load the cache
         if dd.main:
             stats_vgg = objective.vgg
@@ -731,10 +1053,15 @@ def _save_checkpoint(
         "config": cfg.to_dict(),
         "final": bool(final),
     }
-    _atomic_torch_save(ckpt, path)
-    keep = max(1, cfg.logging.keep_ckpts)
-    older = sorted((out / "checkpoints").glob("step_*.pt"))
-    for p in older[:-keep]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_save(path, lambda tmp: torch.save(ckpt, tmp))
+    # Later steps than this one are an abandoned future (a resume fell back past an unreadable
+    # checkpoint, or --resume-from an older one): drop them, else the next --resume would pick them.
+    # Of the rest keep the newest keep_ckpts (>= 2: the previous one is the fallback).
+    keep = max(2, cfg.logging.keep_ckpts)
+    found = list_checkpoints(out)
+    past = [p for p in found if (_checkpoint_step(p) or 0) <= step]
+    for p in [p for p in found if (_checkpoint_step(p) or 0) > step] + past[:-keep]:
         if p != path:
             p.unlink(missing_ok=True)
     return path

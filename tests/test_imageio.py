@@ -1,4 +1,4 @@
-"""Tests for sclle.io: reading, writing and converting images without losing their layout."""
+"""Tests for sclle.imageio: reading, writing and converting images without losing their layout."""
 
 from __future__ import annotations
 
@@ -15,8 +15,11 @@ import torch
 from PIL import Image as PILImage
 from PIL import ImageCms, ImageOps
 
-from sclle import io as sio
+from sclle import imageio as sio
 from sclle.errors import ImageReadError, ImageWriteError, SclleError
+from sclle.imageio.formats import EXT_TO_FORMAT
+
+from conftest import png_declaring
 
 RNG = np.random.default_rng(1234)
 
@@ -74,7 +77,7 @@ def test_lossless_8bit_rgb_round_trip_is_exact(tmp_path: Path, ext: str) -> None
     img = sio.read_image(path)
     assert img.rgb.dtype == np.float32 and img.rgb.shape == (20, 30, 3)
     assert (img.mode, img.bit_depth, img.alpha) == ("rgb", 8, None)
-    assert img.format == sio._EXT_TO_FORMAT[ext.lower()]
+    assert img.format == EXT_TO_FORMAT[ext.lower()]
     out = sio.write_image(tmp_path / "out" / f"o{ext}", img, img.rgb)
     assert out.suffix == ext
     back = np.asarray(PILImage.open(out))
@@ -612,7 +615,7 @@ def test_side_by_side() -> None:
 
 
 def test_bundled_sample_is_a_dark_photo() -> None:
-    path = Path(sio.__file__).parent / "assets" / "sample_dark.jpg"
+    path = Path(sio.__file__).parents[1] / "assets" / "sample_dark.jpg"
     assert path.stat().st_size < 300_000
     img = sio.read_image(path)
     assert img.rgb.shape == (512, 512, 3) and img.mode == "rgb"
@@ -624,3 +627,132 @@ def test_no_warning_for_plain_round_trip(tmp_path: Path) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         sio.write_image(tmp_path / "o.png", img, img.rgb)
+
+
+# ------------------------------------------------------------------------------------------- hardening (issue 14)
+
+
+@pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")
+def test_declared_size_above_the_limit_is_refused_before_decoding(tmp_path: Path) -> None:
+    path = tmp_path / "bomb.png"
+    path.write_bytes(png_declaring(12000, 10000))  # 120 Mpx declared, 100-odd bytes on disk
+    with pytest.raises(ImageReadError) as exc:
+        sio.read_image(path)
+    check_error(exc, "bomb.png")
+    msg = str(exc.value)
+    # refused for its size, not as a truncated file: the pixels were never decoded
+    assert "12000x10000" in msg and "120.0 megapixels" in msg and "--max-pixels" in msg
+    assert "truncated" not in msg
+    with pytest.raises(ImageReadError) as exc:  # raised limit: now it gets as far as decoding, which fails
+        sio.read_image(path, max_pixels=200_000_000)
+    assert "too large" not in str(exc.value)
+
+
+def test_pillow_hard_limit_gives_the_same_message(tmp_path: Path) -> None:
+    path = tmp_path / "huge.png"
+    path.write_bytes(png_declaring(30000, 30000))  # above twice Pillow's MAX_IMAGE_PIXELS: Pillow refuses
+    with pytest.raises(ImageReadError) as exc:
+        sio.read_image(path, max_pixels=None)
+    check_error(exc, "huge.png")
+    assert "900.0 megapixels" in str(exc.value) and "--max-pixels" in str(exc.value)
+
+
+def test_max_pixels_applies_to_real_images(tmp_path: Path) -> None:
+    path = tmp_path / "a.png"
+    PILImage.fromarray(rand_u8(30, 40, 3)).save(path)
+    assert sio.read_image(path, max_pixels=1200).size == (40, 30)  # exactly at the limit: read
+    with pytest.raises(ImageReadError) as exc:
+        sio.read_image(path, max_pixels=1199)
+    assert "40x30" in str(exc.value)
+    with pytest.raises(ValueError):
+        sio.read_image(path, max_pixels=0)
+
+
+def _frames(n: int) -> list[PILImage.Image]:
+    return [PILImage.fromarray(rand_u8(16, 16, 3)) for _ in range(n)]
+
+
+@pytest.mark.parametrize(("name", "fmt", "word"), [("anim.png", "PNG", "animated"), ("anim.webp", "WEBP", "animated"),
+                                                    ("pages.tif", "TIFF", "multi-page")])  # fmt: skip
+def test_animations_and_multipage_files_are_refused(tmp_path: Path, name: str, fmt: str, word: str) -> None:
+    first, *rest = _frames(3)
+    first.save(tmp_path / name, format=fmt, save_all=True, append_images=rest)
+    with PILImage.open(tmp_path / name) as im:
+        if getattr(im, "n_frames", 1) < 2:
+            pytest.skip(f"this Pillow build writes single-frame {fmt} only")
+    with pytest.raises(ImageReadError) as exc:
+        sio.read_image(tmp_path / name)
+    check_error(exc, name)
+    assert word in str(exc.value) and "3 frames" in str(exc.value)
+
+
+def test_single_frame_files_written_with_save_all_are_read(tmp_path: Path) -> None:
+    (im,) = _frames(1)
+    im.save(tmp_path / "one.tif", save_all=True)
+    assert sio.read_image(tmp_path / "one.tif").size == (16, 16)
+
+
+def test_symlink_loop_and_dangling_link_are_reported(tmp_path: Path) -> None:
+    PILImage.fromarray(rand_u8(4, 4, 3)).save(tmp_path / "good.png")
+    (tmp_path / "loop.jpg").symlink_to("loop.jpg")
+    (tmp_path / "gone.png").symlink_to("missing.png")
+    for recursive in (False, True):
+        found, errors = sio.find_images([tmp_path], recursive=recursive)  # must not raise
+        assert errors == []
+        assert sorted(p.name for p, _ in found) == ["gone.png", "good.png", "loop.jpg"]
+    for name in ("loop.jpg", "gone.png"):
+        with pytest.raises(ImageReadError) as exc:
+            sio.read_image(tmp_path / name)
+        check_error(exc, name)
+        assert "link" in str(exc.value)
+    _, errors = sio.find_images([tmp_path / "loop.jpg"])
+    assert len(errors) == 1 and "loop.jpg" in errors[0] and "link" in errors[0]
+
+
+def test_output_created_meanwhile_is_never_replaced(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two writers of one name without overwrite: the second fails and leaves the first one's file."""
+    from sclle.imageio import write as write_mod
+
+    target = tmp_path / "o.png"
+    real_encode = write_mod._encode
+
+    def encode_while_another_run_writes(*args, **kwargs):
+        target.write_bytes(b"the other run's result")  # appears after the existence check
+        return real_encode(*args, **kwargs)
+
+    monkeypatch.setattr(write_mod, "_encode", encode_while_another_run_writes)
+    img = sio.from_array(rand_u8(5, 5, 3))
+    with pytest.raises(sio.OutputExistsError) as exc:
+        sio.write_image(target, img, img.rgb)
+    check_error(exc, "o.png")
+    assert target.read_bytes() == b"the other run's result"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["o.png"]  # no temporary file left
+    sio.write_image(target, img, img.rgb, overwrite=True)  # asked for: replaced
+    assert target.read_bytes().startswith(b"\x89PNG")
+
+
+def test_exclusive_write_without_hard_links(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """FAT/exFAT drives have no hard links: writing still works and still never replaces a file."""
+    import errno
+
+    def no_links(src, dst):
+        raise OSError(errno.EPERM, "Operation not permitted")
+
+    monkeypatch.setattr(os, "link", no_links)
+    img = sio.from_array(rand_u8(5, 5, 3))
+    target = sio.write_image(tmp_path / "o.png", img, img.rgb)
+    assert np.array_equal(np.asarray(PILImage.open(target)), sio.to_array(img, img.rgb))
+    from sclle.imageio import write as write_mod
+
+    real_encode = write_mod._encode
+    other = tmp_path / "p.png"
+
+    def encode_while_another_run_writes(*args, **kwargs):
+        other.write_bytes(b"someone else's")  # appears after the existence check
+        return real_encode(*args, **kwargs)
+
+    monkeypatch.setattr(write_mod, "_encode", encode_while_another_run_writes)
+    with pytest.raises(sio.OutputExistsError):
+        sio.write_image(other, img, img.rgb)
+    assert other.read_bytes() == b"someone else's"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["o.png", "p.png"]  # no temporary file left

@@ -1,0 +1,42 @@
+"""``sclle benchmark``: the whole scorecard in one command (a thin shell over :mod:`sclle.evaluate.suite`)."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("benchmark")
+    def benchmark_cmd(
+        methods: str = typer.Option(
+            None, "--methods", "-m", help="Comma-separated methods (default: baselines, ours, all peers)."
+        ),
+        data_root: Path = typer.Option(
+            None, "--data-root", help="Folder with DICM/, LIME/, sice_part1/, camvid/ (default: $SCLLE_SHARED/data)."
+        ),
+        out: Path = typer.Option(Path("reports/scorecard"), "--out", "-o", help="Report folder."),
+        quick: bool = typer.Option(False, "--quick", help="3 images per protocol, small speed image (CI)."),
+        limit: int = typer.Option(None, "--limit", min=1, help="Images per protocol (CamVid default 100)."),
+        miou: bool = typer.Option(False, "--miou", help="Also mIoU at gamma 6/10 (slow)."),
+        no_speed: bool = typer.Option(False, "--no-speed", help="Skip the seconds-per-image column."),
+        device: str = typer.Option("cpu", "--device", help="auto, cpu, cuda, cuda:N or mps."),
+        quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+    ) -> None:
+        """Score every method on every protocol: scorecard.md/.csv/.json, a plot and a contact sheet."""
+        from sclle.evaluate.suite import DEFAULT_METHODS, markdown, run_suite
+
+        names = [m.strip() for m in methods.split(",") if m.strip()] if methods else list(DEFAULT_METHODS)
+        argv = sys.argv
+        command = "sclle " + shlex.join(argv[1:]) if Path(argv[0]).name.startswith("sclle") else None
+        card = run_suite(
+            names, data_root=data_root, out_dir=out, quick=quick, limit=limit, miou=miou, speed=not no_speed,
+            device=device, progress=not quiet, command=command,
+        )  # fmt: skip
+        typer.echo(markdown(card))
+        for note in card.notes:
+            typer.echo(f"note: {note}", err=True)
+        typer.echo("wrote " + ", ".join(str(p) for p in card.files))

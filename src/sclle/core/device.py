@@ -1,0 +1,49 @@
+"""One device resolver for every command (enhance, evaluate, train, benchmarks).
+
+``auto`` picks CUDA, then MPS, then the CPU; asking for a device that is absent is a one-line error,
+not a traceback from deep inside torch.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from sclle.errors import SclleError
+
+DEVICE_HELP = "auto, cpu, cuda, cuda:N or mps"
+
+
+def _mps_available() -> bool:
+    mps = getattr(torch.backends, "mps", None)
+    return bool(mps and mps.is_available())
+
+
+def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
+    """Turn ``auto`` / ``cpu`` / ``cuda`` / ``cuda:N`` / ``mps`` into an available ``torch.device``."""
+    if isinstance(device, torch.device):
+        device = str(device)
+    name = (device or "auto").strip().lower()
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if _mps_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name == "cpu":
+        return torch.device("cpu")
+    if name == "mps":
+        if not _mps_available():
+            raise SclleError("device mps asked for, but MPS is not available")
+        return torch.device("mps")
+    if name == "cuda" or name.startswith("cuda:"):
+        if not torch.cuda.is_available():
+            raise SclleError(f"device {name} asked for, but no CUDA GPU is available")
+        if name != "cuda":
+            idx = name.split(":", 1)[1]
+            if not idx.isdigit():
+                raise SclleError(f"bad device {name!r}; use {DEVICE_HELP}")
+            n = torch.cuda.device_count()
+            if int(idx) >= n:
+                raise SclleError(f"device {name} asked for, but only {n} CUDA GPU(s) are visible")
+        return torch.device(name)
+    raise SclleError(f"unknown device {device!r}; use {DEVICE_HELP}")

@@ -1,0 +1,1 @@
+"""Seeded fuzzing of the command line (pytest marker ``robustness``)."""
