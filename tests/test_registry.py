@@ -111,3 +111,41 @@ def test_resolves_from_weights_dir_and_cache(hub, monkeypatch):
     hub.mkdir(parents=True)
     shutil.copy(src, hub / "scl-lle-official-fc5aa74a.pth")
     assert registry.resolve_weights("scl-lle-official").parent == hub
+
+
+def test_weights_file_without_model_is_recognised_by_its_hash(tmp_path, shared):
+    import shutil
+
+    copy = tmp_path / "renamed.pth"
+    shutil.copy(shared / "weights" / "ZeroDCE-Epoch99.pth", copy)
+    net, entry = registry.load_weights(None, weights=copy)
+    assert entry is not None and entry.name == "zero-dce-official"
+    plain = tmp_path / "mine.pth"
+    torch.save(DCENet().state_dict(), plain)
+    net, entry = registry.load_weights(None, weights=plain)
+    assert entry is None and isinstance(net, DCENet)
+
+
+def test_weight_errors_say_the_whole_reason(tmp_path):
+    sd = DCENet().state_dict()
+    sd["e_conv7.weight"] = torch.zeros(24, 64, 5, 5)
+    bad = tmp_path / "shape.pth"
+    torch.save(sd, bad)
+    with pytest.raises(WeightsError, match=r"wrong shape: e_conv7.weight \(24, 64, 5, 5\) \(expected \(24, 64, 3, 3\)\)"):
+        registry.load_weights(bad)
+    nan = tmp_path / "nan.pth"
+    sd = DCENet().state_dict()
+    sd["e_conv1.bias"][0] = float("nan")
+    torch.save(sd, nan)
+    with pytest.raises(WeightsError, match="non-finite"):
+        registry.load_weights(nan)
+
+    class Evil:
+        def __reduce__(self):
+            return (print, ("pwned",))
+
+    evil = tmp_path / "evil.pth"
+    torch.save({"e_conv1.weight": Evil()}, evil)
+    with pytest.raises(WeightsError) as err:
+        registry.load_weights(evil)
+    assert "weights_only=False" not in str(err.value) and "\n" not in str(err.value)

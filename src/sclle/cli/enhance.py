@@ -143,6 +143,10 @@ def register(app: typer.Typer) -> None:
                 model, weights=weights, strength=strength, fast_scale=scale, tile=tile, precision=precision,
                 device=device,
             )  # fmt: skip
+            if model is None and weights is not None:
+                what = f"the registered {engine.entry.name!r}" if engine.entry else f"plain {engine.net.arch} weights"
+                typer.echo(f"note: {weights}: loaded as {what} (recognised by its sha256)"
+                           if engine.entry else f"note: {weights}: loaded as {what}", err=True)  # fmt: skip
             from sclle.enhancement.batch import enhance_files
 
             res = enhance_files(
