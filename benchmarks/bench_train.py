@@ -47,13 +47,13 @@ def main() -> None:
         torch.set_num_threads(a.threads)
 
     from sclle.core.device import resolve_device
-    from sclle.data.contrast import ContrastPool
     from sclle.data.darken import DarkenProtocol
     from sclle.data.street import StreetScenes
     from sclle.losses.contrastive import gram_matrix
     from sclle.losses.objective import SCLObjective
     from sclle.models.dce import apply_curves
     from sclle.train.config import load_config
+    from sclle.train.pool_stats import StatsPool
     from sclle.train.trainer import init_enhancer
 
     sets = []
@@ -90,7 +90,7 @@ def main() -> None:
         preload="cpu" if device.type == "cpu" else "device",
         device=device,
     )
-    pool = ContrastPool.load(d.pool)
+    pool = StatsPool.load(d.pool)
 
     # ---- pool statistics, once per run: computed (uncached) vs loaded from the cache. Timed on the
     # first --pool-images images of each kind (the full pool's cost scales linearly). The trainer
@@ -101,14 +101,14 @@ def main() -> None:
     sub = dataclasses.replace(
         pool, positives=pool.positives[:n_sub], negatives=pool.negatives[:n_sub], kinds=pool.kinds[:n_sub]
     )
-    from sclle.train.trainer import _shallow_vgg
+    from sclle.train.pool_stats import shallow_vgg
 
     with tempfile.TemporaryDirectory() as cache:
         t = time.perf_counter()
         sub.stats(vgg, lc.gram_layers, sch.crop, cache + "/full", device=device)
         _sync(device)
         t_full = time.perf_counter() - t
-        shallow = _shallow_vgg(vgg, lc.gram_layers, device)
+        shallow = shallow_vgg(vgg, lc.gram_layers, device)
         t = time.perf_counter()
         sub.stats(shallow, lc.gram_layers, sch.crop, cache, device=device, fingerprint=vgg.fingerprint)
         _sync(device)

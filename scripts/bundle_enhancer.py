@@ -15,7 +15,8 @@ from pathlib import Path
 
 from safetensors.torch import load_file, save_file
 
-from sclle.models.registry import build_model, sha256_file
+from sclle.core.files import sha256_file, write_json
+from sclle.models.registry import build_model
 
 WEIGHTS = Path(__file__).resolve().parents[1] / "src" / "sclle" / "weights"
 
@@ -52,7 +53,7 @@ def main() -> None:
     }
     if a.meta:
         meta.update(json.loads(a.meta.read_text()))
-    (WEIGHTS / f"{a.name}.json").write_text(json.dumps(meta, indent=1) + "\n")
+    write_json(WEIGHTS / f"{a.name}.json", meta, indent=1)
     print(f"bundled {a.name}: {WEIGHTS / file} sha256 {meta['sha256'][:16]}...")
 
 

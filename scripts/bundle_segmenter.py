@@ -17,18 +17,14 @@ from pathlib import Path
 
 import torch
 
+from sclle.data.camvid import CLASS_NAMES
 from sclle.models.segmentation import DEFAULT_SEGMENTER, load_segmenter, save_segmenter, segmenter_metadata
-from sclle.train.segmentation import _per_class, evaluate_tensors, preload
+from sclle.train.segmentation import evaluate_tensors, preload
 
 
 def _score(model, x, y) -> dict:
     model = model.to(memory_format=torch.channels_last)
-    conf = evaluate_tensors(model, x, y, batch_size=4, amp=False, channels_last=True)
-    return {
-        "miou": round(conf.miou(), 5),
-        "pixel_accuracy": round(conf.pixel_accuracy(), 5),
-        "per_class_iou": _per_class(conf),
-    }
+    return evaluate_tensors(model, x, y, batch_size=4, amp=False, channels_last=True).summary(CLASS_NAMES)
 
 
 def main() -> None:

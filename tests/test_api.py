@@ -11,15 +11,9 @@ import sclle
 from sclle.models.dce import DCENet
 
 
-@pytest.fixture(scope="module")
-def weights(tmp_path_factory):
-    torch.manual_seed(0)
-    net = DCENet()
-    with torch.no_grad():
-        net.e_conv7.bias.fill_(-0.5)
-    p = tmp_path_factory.mktemp("w") / "dce.pth"
-    torch.save(net.state_dict(), p)
-    return p
+@pytest.fixture
+def weights(dce_weights):
+    return dce_weights
 
 
 def test_tensor_in_tensor_out(weights):

@@ -19,6 +19,7 @@ from sclle.enhancement.baselines import (
     list_baselines,
     msrcr,
 )
+from sclle.enhancement.methods import get_method
 from sclle.errors import SclleError
 
 NAMES = ["gamma", "he", "clahe", "lime", "msrcr"]
@@ -39,26 +40,58 @@ def test_registry_names_and_fields() -> None:
     for name, info in BASELINES.items():
         assert isinstance(info, BaselineInfo) and info.name == name
         assert callable(info.fn) and info.description and info.reference
-    assert get_baseline("lime").fn is lime
-    with pytest.raises(SclleError, match="msrcr"):
-        get_baseline("nope")
+    assert BASELINES.get("lime").fn is lime
+
+
+def test_unknown_baseline_suggests_the_closest_name() -> None:
+    with pytest.raises(SclleError) as exc:
+        BASELINES.get("lmie")
+    assert isinstance(exc.value, KeyError)
+    msg = str(exc.value)
+    assert msg.startswith("unknown baseline 'lmie'") and "did you mean 'lime'" in msg
+    assert all(n in msg for n in NAMES) and "\n" not in msg
+
+
+def test_registry_refuses_a_second_baseline_under_a_taken_name() -> None:
+    impostor = BaselineInfo("lime", gamma_correction, "not LIME", "none")
+    with pytest.raises(SclleError, match="'lime' is already registered"):
+        BASELINES.register("lime", impostor)
+    assert BASELINES.get("lime").fn is lime
+
+
+def test_a_registered_baseline_is_listed_and_resolved_then_removed() -> None:
+    info = BaselineInfo("test-gamma", gamma_correction, "gamma under a test name", "none")
+    BASELINES.register(info.name, info)
+    try:
+        assert list_baselines() == [*NAMES, "test-gamma"]
+        assert get_method("test-gamma").fn is gamma_correction  # the methods registry sees it
+    finally:
+        BASELINES.unregister(info.name)
+    assert list_baselines() == NAMES
+    with pytest.raises(KeyError, match="unknown baseline 'test-gamma'"):
+        BASELINES.get("test-gamma")
+
+
+def test_get_baseline_is_a_deprecated_alias_of_the_registry() -> None:
+    with pytest.deprecated_call():
+        assert get_baseline("lime") is BASELINES.get("lime")
 
 
 @pytest.mark.parametrize("name", NAMES)
 def test_contract_and_brightens(name: str) -> None:
     x = _dark_image()
-    y = BASELINES[name].fn(x)
+    y = BASELINES.get(name).fn(x)
     assert y.shape == x.shape and y.dtype == torch.float32 and y.device == x.device
     assert float(y.min()) >= 0.0 and float(y.max()) <= 1.0
     for i in range(x.shape[0]):  # each image of the batch is brightened
         assert float(y[i].mean()) > float(x[i].mean()) + 0.05, name
     # The batch is processed image by image: a batch equals its images run one at a time.
-    torch.testing.assert_close(y[1:], BASELINES[name].fn(x[1:]))
+    torch.testing.assert_close(y[1:], BASELINES.get(name).fn(x[1:]))
 
 
 @pytest.mark.parametrize("name", NAMES)
 def test_module_twin_matches_function(name: str) -> None:
-    info = BASELINES[name]
+    info = BASELINES.get(name)
     x = _dark_image(b=1, h=24, w=32)
     assert info.module is not None
     torch.testing.assert_close(info.module()(x), info.fn(x))
@@ -78,14 +111,14 @@ def test_module_twin_matches_function(name: str) -> None:
 )
 def test_bad_input_raises(name: str, x: torch.Tensor) -> None:
     with pytest.raises(ValueError):
-        BASELINES[name].fn(x)
+        BASELINES.get(name).fn(x)
 
 
 @pytest.mark.parametrize("name", NAMES)
 @pytest.mark.parametrize("hw", [(1, 1), (1, 7), (7, 1)])
 def test_degenerate_sizes(name: str, hw: tuple[int, int]) -> None:
     x = torch.rand(1, 3, *hw, generator=torch.Generator().manual_seed(0)) * 0.2
-    y = BASELINES[name].fn(x)
+    y = BASELINES.get(name).fn(x)
     assert y.shape == x.shape and float(y.min()) >= 0.0 and float(y.max()) <= 1.0
 
 

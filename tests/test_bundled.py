@@ -43,6 +43,7 @@ def test_quick_start_enhances_the_sample(tmp_path):
     assert (out / "sample_dark_compare.png").is_file()
 
 
+@pytest.mark.slow
 def test_bundled_segmenter_loads():
     from sclle.models.segmentation import load_segmenter
 

@@ -115,6 +115,7 @@ def test_weights_hash_mismatch_is_one_line_error(tmp_path, weights):
     assert "sha256 mismatch" in str(r.exception) or "sha256 mismatch" in r.output
 
 
+@pytest.mark.slow
 def test_console_script_prints_one_line_error(tmp_path, weights):
     import subprocess
     import sys
@@ -166,7 +167,9 @@ def test_colliding_output_names_are_kept_apart(tmp_path, weights):
 
 def _tree(root):
     """Every path under ``root`` with its bytes (folders as None): detects any write, anywhere."""
-    return {p.relative_to(root).as_posix(): (p.read_bytes() if p.is_file() else None) for p in root.rglob("*")}
+    return {
+        p.relative_to(root).as_posix(): (p.read_bytes() if p.is_file() else None) for p in root.rglob("*")
+    }
 
 
 def _no_traceback(r):
@@ -236,7 +239,9 @@ def test_compare_sheet_never_takes_another_inputs_name(tmp_path, weights):
 def test_suffix_that_could_leave_the_output_folder_is_a_usage_error(tmp_path, weights, suffix):
     _dark(tmp_path / "a.png")
     before = _tree(tmp_path)
-    r = _run(tmp_path / "a.png", "-o", tmp_path / "deep" / "out", "--model", weights, "-q", "--suffix", suffix)
+    r = _run(
+        tmp_path / "a.png", "-o", tmp_path / "deep" / "out", "--model", weights, "-q", "--suffix", suffix
+    )
     assert r.exit_code == 2 and "suffix" in r.output.lower()
     assert _tree(tmp_path) == before  # nothing written anywhere
 
@@ -358,6 +363,7 @@ def test_a_concurrent_run_is_never_overwritten(tmp_path, weights):
     assert sorted(p.name for p in out.iterdir()) == ["a.png", "b.png"]  # no temporary file left
 
 
+@pytest.mark.slow
 def test_version_and_python_dash_m(tmp_path):
     import subprocess
     import sys

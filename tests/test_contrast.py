@@ -10,25 +10,11 @@ import pytest
 import torch
 
 from sclle import imageio
-from sclle.data import contrast
-from sclle.data.contrast import ContrastPool, PoolParams, alignment, build_pool, discover_scenes
+from sclle.data.contrast import PoolParams, alignment, build_pool, discover_scenes
+from sclle.train import pool_stats  # the pool's VGG statistics live above data and losses
+from sclle.train.pool_stats import StatsPool
 
-
-def _scene(rng: np.random.Generator, size: int = 96) -> np.ndarray:
-    """A textured float scene in [0.05, 0.95] (blocks + a gradient)."""
-    base = rng.random((size // 8, size // 8, 3))
-    img = np.kron(base, np.ones((8, 8, 1)))
-    ramp = np.linspace(0, 1, size)[None, :, None]
-    return np.clip(0.05 + 0.6 * img + 0.3 * ramp, 0, 1)
-
-
-def _exposures(scene: np.ndarray, gains=(0.08, 0.2, 0.45, 1.0, 1.6)) -> list[np.ndarray]:
-    return [np.clip(scene * g, 0, 1) for g in gains]
-
-
-def _write(path, rgb: np.ndarray) -> None:
-    rgb = rgb.astype(np.float32)
-    imageio.write_image(path, imageio.from_array(rgb), rgb, overwrite=True)
+from conftest import exposures, shared_path, textured_scene, write_rgb
 
 
 @pytest.fixture
@@ -39,20 +25,20 @@ def flat_source(tmp_path):
     src.mkdir()
     rows = []
     n = 0
-    good = _exposures(_scene(rng))
+    good = exposures(textured_scene(rng))
     order = [3, 0, 4, 1, 2]  # files not in exposure order, as in SICE's lexicographic numbering
     for k in order:
         n += 1
-        _write(src / f"{n}.png", good[k])
+        write_rgb(src / f"{n}.png", good[k])
         rows.append((f"{n}.png", "a"))
-    shifted_scene = _scene(rng)
-    frames = _exposures(shifted_scene)
+    shifted_scene = textured_scene(rng)
+    frames = exposures(shifted_scene)
     for k, f in enumerate(frames):  # every other exposure comes from a view shifted by 6 px
         n += 1
-        _write(src / f"{n}.png", np.roll(f, 6 * (k % 2), axis=1))
+        write_rgb(src / f"{n}.png", np.roll(f, 6 * (k % 2), axis=1))
         rows.append((f"{n}.png", "b"))
     n += 1
-    _write(src / f"{n}.png", _scene(rng))
+    write_rgb(src / f"{n}.png", textured_scene(rng))
     rows.append((f"{n}.png", "c"))
     with open(src / "sequences.csv", "w", newline="") as fh:
         w = csv.writer(fh)
@@ -63,7 +49,7 @@ def flat_source(tmp_path):
 
 def test_alignment_detects_shift():
     rng = np.random.default_rng(1)
-    frames = [np.round(f * 255).astype(np.uint8) for f in _exposures(_scene(rng, 128))]
+    frames = [np.round(f * 255).astype(np.uint8) for f in exposures(textured_scene(rng, 128))]
     corr, shift = alignment(frames, side=128, corr_side=64)
     assert min(corr) > 0.5 and max(shift) < 0.5
     shifted = [np.roll(f, 8 * (i % 2), axis=1) for i, f in enumerate(frames)]
@@ -98,12 +84,12 @@ def test_build_pool_keeps_good_drops_misaligned_and_singleton(flat_source, tmp_p
 def test_sice_layout_uses_reference(tmp_path):
     rng = np.random.default_rng(2)
     root = tmp_path / "Dataset_Part1"
-    scene = _scene(rng)
+    scene = textured_scene(rng)
     (root / "1").mkdir(parents=True)
     (root / "Label").mkdir()
-    for k, f in enumerate(_exposures(scene)):
-        _write(root / "1" / f"{k + 1}.png", f)
-    _write(root / "Label" / "1.png", np.full_like(scene, 0.5))
+    for k, f in enumerate(exposures(scene)):
+        write_rgb(root / "1" / f"{k + 1}.png", f)
+    write_rgb(root / "Label" / "1.png", np.full_like(scene, 0.5))
     scenes, _ = discover_scenes(root)
     assert len(scenes) == 1 and scenes[0].reference is not None and len(scenes[0].frames) == 5
     meta = build_pool(
@@ -143,17 +129,17 @@ def test_stats_are_cached_and_sampling(flat_source, tmp_path):
         progress=False,
         sheet=False,
     )
-    pool = ContrastPool.load(pool_dir)
+    pool = StatsPool.load(pool_dir)
     assert len(pool.positives) == 1 and sorted(pool.kinds) == [0, 1]
     vgg = _TinyVGG()
     cache = tmp_path / "cache"
-    before = contrast.STATS_COMPUTE_COUNT
+    before = pool_stats.STATS_COMPUTE_COUNT
     s1 = pool.stats(vgg, ["relu1_2", "relu2_2"], 32, cache)
     files = list(cache.glob("pool_stats_*.pt"))
-    assert len(files) == 1 and before + 1 == contrast.STATS_COMPUTE_COUNT
+    assert len(files) == 1 and before + 1 == pool_stats.STATS_COMPUTE_COUNT
     mtime = files[0].stat().st_mtime_ns
     s2 = pool.stats(vgg, ["relu1_2", "relu2_2"], 32, cache)
-    assert before + 1 == contrast.STATS_COMPUTE_COUNT, "second call must load the cache"
+    assert before + 1 == pool_stats.STATS_COMPUTE_COUNT, "second call must load the cache"
     assert files[0].stat().st_mtime_ns == mtime
     torch.testing.assert_close(s1.negatives.grams["relu2_2"], s2.negatives.grams["relu2_2"])
     assert s1.positives.grams["relu1_2"].shape == (1, 4, 4)
@@ -166,7 +152,7 @@ def test_stats_are_cached_and_sampling(flat_source, tmp_path):
     torch.testing.assert_close(s1.positives.quantiles, brightness_quantiles(pos_imgs))
     # another crop size is another cache entry
     pool.stats(vgg, ["relu1_2", "relu2_2"], 24, cache)
-    assert before + 2 == contrast.STATS_COMPUTE_COUNT
+    assert before + 2 == pool_stats.STATS_COMPUTE_COUNT
     # sampling: balanced kinds, only the allowed kinds, reproducible from the generator
     pi, ni = pool.sample(2, torch.Generator().manual_seed(0), n_neg=4)
     assert pi.tolist() == [0, 0] and sorted(torch.tensor(pool.kinds)[ni].tolist()) == [0, 0, 1, 1]
@@ -176,9 +162,35 @@ def test_stats_are_cached_and_sampling(flat_source, tmp_path):
 
 def test_real_sice_frames_scene_grouping():
     """On the shared SICE frames: the CSV's singletons are skipped and groups are found."""
-    from conftest import shared_path
-
     src = shared_path("data", "sice_part1", "sequences_heuristic.csv")
     scenes, skipped = discover_scenes(src.parent)
     assert len(scenes) > 200
     assert sum(s["reason"] == "singleton" for s in skipped) > 20
+
+
+def test_held_out_sice_scenes_never_enter_the_pool(tmp_path):
+    """A scene with a frame of the held-out SICE list (the benchmark's real pairs) is skipped by default."""
+    from sclle.data.sice import held_out_files, held_out_scenes
+
+    names = next(f for f in held_out_scenes().values() if len(f) >= 3)
+    rng = np.random.default_rng(3)
+    src = tmp_path / "frames"
+    src.mkdir()
+    rows = []
+    for name, frame in zip(names, exposures(textured_scene(rng)), strict=False):  # named as the real frames
+        write_rgb(src / name, frame)
+        rows.append((name, "held"))
+    for k, frame in enumerate(exposures(textured_scene(rng))):
+        write_rgb(src / f"free{k}.png", frame)
+        rows.append((f"free{k}.png", "free"))
+    with open(src / "sequences.csv", "w", newline="") as fh:
+        csv.writer(fh).writerows([("file", "sequence_id"), *rows])
+
+    meta = build_pool(src, tmp_path / "pool", progress=False, sheet=False)
+    assert [s["id"] for s in meta["scenes"]] == ["free"] and meta["counts"]["scenes_held_out"] == 1
+    used = {f for s in [*meta["scenes"], *meta["dropped"]] for f in s["frames"]}
+    assert not used & held_out_files()
+    assert sorted(p.stem for p in (tmp_path / "pool").rglob("*.png")) == ["free", "free", "free"]
+
+    opened = build_pool(src, tmp_path / "pool2", progress=False, sheet=False, exclude_held_out=False)
+    assert sorted(s["id"] for s in opened["scenes"]) == ["free", "held"]  # the frames themselves were usable

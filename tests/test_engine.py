@@ -84,3 +84,26 @@ def test_banded_fast_path_equals_plain_fast_path(net, strength, size):
         plain = apply_curves(x, (fast_curves(net, x, 0.25) * strength).clamp(-1, 1))
     banded = Engine(net, EngineConfig(fast_scale=0.25, strength=strength))(x)
     assert (plain - banded).abs().max() <= 1e-5
+
+
+@pytest.mark.parametrize("align_corners", [False, True])
+@pytest.mark.parametrize("size", [(45, 38), (600, 21)])  # one chunk; three chunks of 256 rows
+def test_upsample_apply_any_layout_band_and_repeats_equals_plain_form(align_corners, size):
+    """Chunked width pass, row-by-row height interpolation into a reused band: same as full-size maps."""
+    import torch.nn.functional as F
+
+    from sclle.enhancement.engine import upsample_apply_curves
+
+    torch.manual_seed(1)
+    x = torch.rand(2, 3, *size) * 0.5
+    small = (torch.rand(2, 6, size[0] // 6, 5) - 0.5) * 0.8  # 2 maps, each applied twice
+    full = F.interpolate(small, size=size, mode="bilinear", align_corners=align_corners)
+    plain = x.clone()
+    for k in (0, 3):
+        for _ in range(2):
+            plain = plain + full[:, k : k + 3] * (plain**2 - plain)
+    plain = plain.clamp(0, 1)
+    for xin, rows in ((x, 16), (x.contiguous(memory_format=torch.channels_last), 7), (x, size[0])):
+        out = upsample_apply_curves(xin, small, rows=rows, align_corners=align_corners, repeats=2)
+        assert out.is_contiguous() and (out - plain).abs().max() <= 1e-5
+        assert torch.equal(xin, x)  # the input is left alone

@@ -117,6 +117,7 @@ def test_unmatched_pairs_are_a_clear_error(pairs: Path) -> None:
 # --------------------------------------------------------------------------------------- runner + CLI
 
 
+@pytest.mark.slow
 def test_cli_writes_every_report_file(tmp_path: Path, folder: Path, pairs: Path) -> None:
     out = tmp_path / "report"
     res = _cli(
@@ -152,6 +153,7 @@ def test_cli_writes_every_report_file(tmp_path: Path, folder: Path, pairs: Path)
     assert math.isnan(float(syn["reference"]["psnr"]))  # no reference for the reference
 
 
+@pytest.mark.slow
 def test_second_run_is_served_from_cache(tmp_path: Path, folder: Path, pairs: Path, monkeypatch) -> None:
     methods = importlib.import_module("sclle.enhancement.methods")
 
@@ -269,3 +271,78 @@ def test_scores_match_direct_metric_calls(tmp_path: Path, folder: Path, pairs: P
     spec = parse_dataset(syn)
     x, ref = spec.load(spec.items()[2])
     assert res.scores[spec.name]["input"]["img2"]["psnr"] == pytest.approx(psnr(x, ref).item())
+
+
+# ------------------------------------------------------------------------------------- cache format + layering
+
+#: The cache schema as written before the runner was split (``sclle benchmark`` caches of that code
+#: must still be read: a scorecard's .cache holds hours of scores).
+_OLD_SCHEMA = """
+CREATE TABLE IF NOT EXISTS scores (
+    method TEXT, image TEXT, protocol TEXT, metric TEXT, value REAL,
+    PRIMARY KEY (method, image, protocol, metric));
+CREATE TABLE IF NOT EXISTS blobs (
+    kind TEXT, method TEXT, image TEXT, protocol TEXT, data BLOB,
+    PRIMARY KEY (kind, method, image, protocol));
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
+"""
+
+
+def test_cache_written_in_the_old_format_is_read(tmp_path: Path, folder: Path, pairs: Path) -> None:
+    import sqlite3
+
+    kw = dict(metrics=METRICS, progress=False, write_report=False)
+    first = evaluate(["input", "gamma"], [folder, pairs], out_dir=tmp_path / "a", **kw)
+    assert (tmp_path / "a" / ".cache" / "results.sqlite").is_file()  # the default location is unchanged
+    new = sqlite3.connect(tmp_path / "a" / ".cache" / "results.sqlite")
+    scores = new.execute("SELECT method, image, protocol, metric, value FROM scores").fetchall()
+    blobs = new.execute("SELECT kind, method, image, protocol, data FROM blobs").fetchall()
+    new.close()
+    # The same rows, written with the old code's statements into a fresh file.
+    old_dir = tmp_path / "old"
+    old_dir.mkdir()
+    old = sqlite3.connect(old_dir / "results.sqlite")
+    old.executescript(_OLD_SCHEMA)
+    old.executemany("INSERT OR REPLACE INTO scores VALUES (?, ?, ?, ?, ?)", scores)
+    old.executemany("INSERT OR REPLACE INTO blobs VALUES (?, ?, ?, ?, ?)", blobs)
+    old.execute("INSERT OR REPLACE INTO meta VALUES ('version', '1')")
+    old.commit()
+    old.close()
+
+    second = evaluate(["input", "gamma"], [folder, pairs], out_dir=tmp_path / "b", cache_dir=old_dir, **kw)
+    assert second.stats.computed == 0 and second.stats.enhanced == 0
+    assert second.stats.cached == first.stats.computed > 0
+    assert second.table("pairs") == first.table("pairs")
+
+
+@pytest.mark.slow
+def test_report_does_not_import_the_runner() -> None:
+    """The runner -> report cycle stays broken: rendering a report never loads the evaluation loop."""
+    import ast
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, sclle.evaluate.report as r; "
+        "assert r.write_report and r.markdown_table; "
+        "print(sorted(m for m in sys.modules if m.startswith('sclle.evaluate.')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    loaded = ast.literal_eval(out)
+    assert "sclle.evaluate.results" in loaded  # the check can see what report pulls in
+    assert "sclle.evaluate.runner" not in loaded and "sclle.evaluate.cache" not in loaded
+
+
+def test_dataset_limit_spreads_over_the_sorted_list(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from sclle.evaluate.datasets import parse_dataset
+
+    for i in range(10):
+        Image.fromarray(np.full((8, 8, 3), 20 * i, np.uint8)).save(tmp_path / f"{i}.png")
+    ds = parse_dataset(f"d={tmp_path}")
+    picked = ds.items(3)
+    assert [it.key for it in picked] == ["0", "3", "6"]  # evenly spaced, not the first three
+    assert [it.index for it in picked] == [0, 3, 6]  # seeds stay those of the full sorted list
+    assert [it.key for it in ds.items(None)] == [str(i) for i in range(10)]

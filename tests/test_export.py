@@ -16,6 +16,7 @@ def net():
     return DCENet().eval()
 
 
+@pytest.mark.slow
 def test_onnx_matches_pytorch_with_dynamic_size(net, tmp_path):
     ort = pytest.importorskip("onnxruntime")
     path = export_model(net, tmp_path / "m.onnx", format="onnx")

@@ -213,3 +213,105 @@ def test_spatial_consistency_weight_adds_the_term(vgg, pools):
     assert on["total"].item() == pytest.approx(
         off["total"].item() + on["spatial_consistency"].item(), rel=1e-5
     )
+
+
+_DEFAULT_NEEDS = {
+    "pool": True,
+    "negatives": (UNDER_EXPOSED, OVER_EXPOSED),
+    "labels": True,
+    "segmenter": True,
+    "second_scale": False,
+    "vgg_layers": ("relu1_2", "relu2_2", "relu4_3"),
+}
+
+
+def _needs_changed(**weights) -> dict[str, object]:
+    """The requirements that differ from the default config's when ``weights`` are set."""
+    needs = LossConfig(weights=LossWeights(**weights)).requirements()
+    return {k: getattr(needs, k) for k, v in _DEFAULT_NEEDS.items() if getattr(needs, k) != v}
+
+
+def test_default_requirements():
+    needs = LossConfig().requirements()
+    assert {k: getattr(needs, k) for k in _DEFAULT_NEEDS} == _DEFAULT_NEEDS
+
+
+@pytest.mark.parametrize(
+    ("weights", "changed"),
+    [
+        # one weight of a pair off: the other term still needs the same inputs
+        ({"contrastive_gram": 0}, {}),
+        ({"contrastive_brightness": 0}, {}),
+        (
+            {"contrastive_gram": 0, "contrastive_brightness": 0},
+            {"pool": False, "negatives": (), "vgg_layers": ("relu4_3",)},
+        ),
+        ({"segmentation_ce": 0}, {"segmenter": False}),
+        ({"semantic_brightness": 0}, {}),
+        ({"semantic_brightness": 0, "segmentation_ce": 0}, {"labels": False, "segmenter": False}),
+        ({"feature_preservation": 0}, {"vgg_layers": ("relu1_2", "relu2_2")}),
+        ({"scale_consistency": 1.0}, {"second_scale": True}),
+        ({"color": 0}, {}),
+        ({"smoothness": 0}, {}),
+        ({"spatial_consistency": 1.0}, {}),
+        ({"exposure": 1.0}, {}),
+    ],
+)
+def test_each_weight_changes_exactly_its_requirement(weights, changed):
+    assert _needs_changed(**weights) == changed
+
+
+@pytest.mark.parametrize(
+    ("switches", "changed"),
+    [
+        ({"use_contrastive": False}, {"pool": False, "negatives": (), "vgg_layers": ("relu4_3",)}),
+        ({"use_negatives": False}, {"negatives": ()}),
+        ({"use_under_negatives": False}, {"negatives": (OVER_EXPOSED,)}),
+        ({"use_over_negatives": False}, {"negatives": (UNDER_EXPOSED,)}),
+        ({"use_semantic": False}, {"labels": False, "segmenter": False}),
+        ({"use_preservation": False}, {"vgg_layers": ("relu1_2", "relu2_2")}),
+    ],
+)
+def test_each_switch_changes_exactly_its_requirement(switches, changed):
+    needs = LossConfig(**switches).requirements()
+    assert {k: getattr(needs, k) for k, v in _DEFAULT_NEEDS.items() if getattr(needs, k) != v} == changed
+
+
+def test_nothing_on_needs_nothing():
+    zero = {f: 0.0 for f in ("contrastive_gram", "contrastive_brightness", "semantic_brightness")}
+    zero |= {"segmentation_ce": 0.0, "feature_preservation": 0.0}
+    needs = LossConfig(weights=LossWeights(**zero)).requirements()
+    assert not (needs.pool or needs.negatives or needs.labels or needs.segmenter or needs.second_scale)
+    assert needs.vgg_layers == ()
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        LossConfig(),
+        LossConfig(weights=LossWeights(segmentation_ce=0, scale_consistency=1.0)),
+        LossConfig(weights=LossWeights(contrastive_gram=0, contrastive_brightness=0), use_semantic=False),
+        LossConfig(use_under_negatives=False, use_over_negatives=False, use_preservation=False),
+    ],
+)
+def test_forward_runs_on_exactly_what_requirements_ask_for(vgg, pools, config):
+    """Inputs the requirements leave out are not needed; the returned terms are the active ones."""
+    needs = SCLObjective(config, vgg=vgg).requirements()
+    torch.manual_seed(0)
+    net = DCENet()
+    low = 0.2 * torch.rand(2, 3, SIZE, SIZE)
+    curves = net(low)
+    enhanced = apply_curves(low, curves)
+    pos, neg = pools
+    out = SCLObjective(config, vgg=vgg)(
+        low,
+        enhanced,
+        curves,
+        labels=torch.randint(0, 4, (2, SIZE, SIZE)) if needs.labels else None,
+        seg_logits=torch.randn(2, 4, SIZE, SIZE) if needs.segmenter else None,
+        pos_stats=pos if needs.pool else None,
+        neg_stats=neg.of_kind(*needs.negatives) if needs.negatives else None,
+        curves_small_up=estimate_curves_at_scale(net, low, 0.25) if needs.second_scale else None,
+    )
+    assert set(out) - {"total"} == set(config.active_terms())
+    assert torch.isfinite(out["total"])

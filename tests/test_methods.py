@@ -35,7 +35,8 @@ def test_checkpoint_path_label_and_fast_mode(ckpt):
     assert fast.fingerprint != exact.fingerprint  # results caches must not mix modes
     x = torch.rand(1, 3, 32, 40)
     assert torch.equal(exact(x), labelled(x))
-    assert fast(x).shape == x.shape
+    y = fast(x)
+    assert y.shape == x.shape and not torch.equal(y, exact(x))  # the mode reaches the engine
 
 
 def test_unknown_and_bad_mode(ckpt):

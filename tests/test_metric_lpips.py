@@ -108,6 +108,7 @@ def test_matches_reference_on_generated_images(ours, reference, h, w, seed):
     torch.testing.assert_close(got, want, atol=1e-4, rtol=0)
 
 
+@pytest.mark.slow
 @pytest.mark.shared
 def test_matches_reference_on_calibration_pairs(ours, reference):
     """The five TID2013 dist/ref pairs, downscaled 2x to keep the test fast (still 256x192)."""

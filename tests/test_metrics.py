@@ -13,8 +13,9 @@ from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from sclle import metrics
 from sclle.errors import SclleError
-from sclle.metrics._common import imresize_half, rgb_to_gray255
+from sclle.metrics._common import imresize_half
 from sclle.metrics._niqe import _fit_aggd
+from sclle.metrics.color import RGB2GRAY_WEIGHTS, rgb_to_gray255
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -64,9 +65,39 @@ def test_create_builds_modules_with_kwargs():
 def test_unknown_metric_lists_known_names():
     with pytest.raises(SclleError) as exc:
         metrics.create("nqie")
+    assert isinstance(exc.value, KeyError)  # the registry's error: ``except KeyError`` keeps working
     msg = str(exc.value)
     assert "nqie" in msg and all(n in msg for n in ("niqe", "piqe", "psnr", "ssim", "miou"))
+    assert "did you mean 'niqe'" in msg and "pyiqa:<name>" in msg
     assert "\n" not in msg
+
+
+def test_registry_refuses_a_second_metric_under_a_taken_name():
+    impostor = metrics.MetricInfo("niqe", "nr", False, "not NIQE", metrics.Entropy)
+    with pytest.raises(SclleError, match="'niqe' is already registered"):
+        metrics.METRICS.register("niqe", impostor)
+    assert metrics.METRICS.get("niqe").factory is metrics.NIQE
+    assert isinstance(metrics.create("niqe"), metrics.NIQE)
+
+
+def test_a_registered_metric_is_listed_and_created_then_removed():
+    info = metrics.MetricInfo("test-entropy", "nr", False, "entropy under a test name", metrics.Entropy)
+    metrics.METRICS.register(info.name, info)
+    try:
+        assert [m.name for m in metrics.list_metrics()] == metrics.METRICS.names()
+        assert metrics.list_metrics()[-1] is info
+        assert isinstance(metrics.create("TEST-entropy"), metrics.Entropy)
+    finally:
+        metrics.METRICS.unregister(info.name)
+    assert info.name not in metrics.METRICS
+    with pytest.raises(KeyError, match="unknown metric 'test-entropy'"):
+        metrics.create("test-entropy")
+
+
+def test_get_metric_info_is_a_deprecated_alias_of_the_registry():
+    with pytest.deprecated_call():
+        info = metrics.get_metric_info("SSIM")
+    assert info is metrics.METRICS.get("ssim")
 
 
 @pytest.mark.skipif(importlib.util.find_spec("pyiqa") is not None, reason="pyiqa is installed here")
@@ -96,7 +127,7 @@ def test_bad_options_are_rejected():
         (torch.randint(0, 255, (1, 3, 128, 128), dtype=torch.uint8), "float"),
         (torch.rand(1, 3, 128, 128) * 2, r"\[0, 1\]"),
         (torch.rand(1, 3, 128, 128) - 0.5, r"\[0, 1\]"),
-        (torch.full((1, 3, 128, 128), float("nan")), r"\[0, 1\]"),
+        (torch.full((1, 3, 128, 128), float("nan")), "NaN"),
         (np.zeros((1, 3, 128, 128), np.float32), "torch.Tensor"),
     ],
 )
@@ -177,6 +208,17 @@ def test_imresize_half_matches_antialiased_bicubic():
     out = imresize_half(ramp)[0, 0, 0]
     expected = torch.arange(20, dtype=torch.float64) * 2 + 0.5  # centre of each output pixel
     assert torch.allclose(out[3:-3], expected[3:-3], atol=1e-12)
+
+
+def test_luminance_uses_rgb2gray_weights_and_keeps_grey():
+    x = torch.rand(2, 3, 5, 7, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    w = torch.tensor(RGB2GRAY_WEIGHTS, dtype=torch.float64).view(1, 3, 1, 1)
+    torch.testing.assert_close(metrics.luminance(x), (x * w).sum(dim=1, keepdim=True), rtol=0, atol=1e-15)
+    grey = x[:, :1].expand(-1, 3, -1, -1)
+    torch.testing.assert_close(metrics.luminance(grey), x[:, :1], rtol=0, atol=1e-12)
+    torch.testing.assert_close(
+        rgb_to_gray255(x, quantize=False), metrics.luminance(x * 255.0), rtol=0, atol=0
+    )
 
 
 def test_gray_conversion_is_matlab_rgb2gray():

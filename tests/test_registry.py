@@ -131,7 +131,9 @@ def test_weight_errors_say_the_whole_reason(tmp_path):
     sd["e_conv7.weight"] = torch.zeros(24, 64, 5, 5)
     bad = tmp_path / "shape.pth"
     torch.save(sd, bad)
-    with pytest.raises(WeightsError, match=r"wrong shape: e_conv7.weight \(24, 64, 5, 5\) \(expected \(24, 64, 3, 3\)\)"):
+    with pytest.raises(
+        WeightsError, match=r"wrong shape: e_conv7.weight \(24, 64, 5, 5\) \(expected \(24, 64, 3, 3\)\)"
+    ):
         registry.load_weights(bad)
     nan = tmp_path / "nan.pth"
     sd = DCENet().state_dict()

@@ -10,7 +10,8 @@ import torch
 from sclle.data.seg_transforms import random_darken, random_scale_crop_flip
 from sclle.models.segmentation import load_segmenter
 from sclle.train.segmentation import SegTrainConfig, train_segmenter
-from test_camvid import make_camvid
+
+from conftest import make_random_camvid
 
 
 def test_scale_one_full_crop_is_identity_or_flip():
@@ -51,7 +52,7 @@ def test_random_darken_only_darkens():
 
 @pytest.mark.slow
 def test_few_steps_lower_loss_and_export(tmp_path):
-    make_camvid(tmp_path / "camvid", splits=("train", "val"), n=2, size=(48, 64))
+    make_random_camvid(tmp_path / "camvid", splits=("train", "val"), n=2, size=(48, 64))
     cfg = SegTrainConfig(
         data_root=str(tmp_path / "camvid"),
         out=str(tmp_path / "run"),
@@ -95,7 +96,7 @@ def test_init_from_starts_at_the_given_weights(tmp_path):
     from sclle.errors import SclleError
     from sclle.models.segmentation import DeepLabV3Plus, read_segmenter_state, save_segmenter
 
-    make_camvid(tmp_path / "camvid", splits=("train", "val"), n=2, size=(48, 64))
+    make_random_camvid(tmp_path / "camvid", splits=("train", "val"), n=2, size=(48, 64))
     torch.manual_seed(5)
     start = save_segmenter(DeepLabV3Plus(num_classes=11), tmp_path / "start.safetensors")
     cfg = SegTrainConfig(

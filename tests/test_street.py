@@ -10,26 +10,12 @@ from PIL import Image
 from sclle.data.darken import DarkenProtocol
 from sclle.data.street import StreetScenes
 
-
-def make_camvid(root, n: int = 4, h: int = 40, w: int = 56, seed: int = 0) -> None:
-    """A tiny CamVid-layout dataset: train/*.png + trainannot/*.png (labels 0..10, some void 11)."""
-    rng = np.random.default_rng(seed)
-    for split in ("train", "val"):
-        (root / split).mkdir(parents=True, exist_ok=True)
-        (root / f"{split}annot").mkdir(parents=True, exist_ok=True)
-        for i in range(n):
-            img = (rng.random((h, w, 3)) * 200 + 40).astype(np.uint8)
-            lbl = np.zeros((h, w), np.uint8)
-            lbl[: h // 2] = 0  # sky
-            lbl[h // 2 :] = 3  # road
-            lbl[:, : w // 4] = 1 + i % 5
-            Image.fromarray(img).save(root / split / f"img{i}.png")
-            Image.fromarray(lbl).save(root / f"{split}annot" / f"img{i}.png")
+from conftest import make_street_camvid
 
 
 @pytest.fixture
 def camvid(tmp_path):
-    make_camvid(tmp_path / "camvid")
+    make_street_camvid(tmp_path / "camvid")
     return tmp_path / "camvid"
 
 

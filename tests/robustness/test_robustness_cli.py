@@ -208,6 +208,7 @@ OPTIONS: list[tuple[str, list, list]] = [
 ]
 
 
+@pytest.mark.slow
 def test_random_option_combinations(tmp_path: Path, dce_weights: Path, record_cases: dict) -> None:
     rnd = random.Random(SEED)
     rng = np.random.default_rng(SEED)
@@ -252,6 +253,7 @@ def test_random_option_combinations(tmp_path: Path, dce_weights: Path, record_ca
     print(f"\nrobustness: {n_runs} option combinations ({invalid_runs} with a value out of range)")
 
 
+@pytest.mark.slow
 def test_corrupt_weight_files(tmp_path: Path, dce_weights: Path, record_cases: dict) -> None:
     """Truncated, bit-flipped, random and non-finite weight files: a one-line refusal or a normal run."""
     import torch

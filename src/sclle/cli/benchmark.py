@@ -16,12 +16,17 @@ def register(app: typer.Typer) -> None:
             None, "--methods", "-m", help="Comma-separated methods (default: baselines, ours, all peers)."
         ),
         data_root: Path = typer.Option(
-            None, "--data-root", help="Folder with DICM/, LIME/, sice_part1/, camvid/ (default: $SCLLE_SHARED/data)."
+            None,
+            "--data-root",
+            help="Folder with DICM/, LIME/, sice_part1/, camvid/ (default: $SCLLE_SHARED/data).",
         ),
         out: Path = typer.Option(Path("reports/scorecard"), "--out", "-o", help="Report folder."),
         quick: bool = typer.Option(False, "--quick", help="3 images per protocol, small speed image (CI)."),
         limit: int = typer.Option(None, "--limit", min=1, help="Images per protocol (CamVid default 100)."),
         miou: bool = typer.Option(False, "--miou", help="Also mIoU at gamma 6/10 (slow)."),
+        lpips: bool = typer.Option(
+            False, "--lpips", help="Also LPIPS on the paired protocols (slow on CPU)."
+        ),
         no_speed: bool = typer.Option(False, "--no-speed", help="Skip the seconds-per-image column."),
         device: str = typer.Option("cpu", "--device", help="auto, cpu, cuda, cuda:N or mps."),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
@@ -33,7 +38,7 @@ def register(app: typer.Typer) -> None:
         argv = sys.argv
         command = "sclle " + shlex.join(argv[1:]) if Path(argv[0]).name.startswith("sclle") else None
         card = run_suite(
-            names, data_root=data_root, out_dir=out, quick=quick, limit=limit, miou=miou, speed=not no_speed,
+            names, data_root=data_root, out_dir=out, quick=quick, limit=limit, miou=miou, lpips=lpips, speed=not no_speed,
             device=device, progress=not quiet, command=command,
         )  # fmt: skip
         typer.echo(markdown(card))

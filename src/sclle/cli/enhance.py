@@ -84,8 +84,12 @@ def register(app: typer.Typer) -> None:
     def enhance_cmd(
         inputs: list[str] = typer.Argument(..., help="Image files, folders or glob patterns."),
         out: Path = typer.Option(
-            ..., "--out", "-o", file_okay=False, help="Output folder (created if missing; may be an input "
-            "folder only with --suffix, and no input is ever replaced)."
+            ...,
+            "--out",
+            "-o",
+            file_okay=False,
+            help="Output folder (created if missing; may be an input "
+            "folder only with --suffix, and no input is ever replaced).",
         ),  # fmt: skip
         model: str = typer.Option(
             None, "--model", "-m", help="Registry name (see `sclle models`) or weights file."
@@ -101,15 +105,20 @@ def register(app: typer.Typer) -> None:
             False, "--fast", help="Estimate curves on a downscaled copy (much faster)."
         ),
         fast_scale: float = typer.Option(
-            None, "--fast-scale", callback=_fast_scale,
+            None,
+            "--fast-scale",
+            callback=_fast_scale,
             help="Downscale for --fast, in (0, 1] (default: per model).",
         ),
         tile: int = typer.Option(
-            None, "--tile", callback=_tile,
+            None,
+            "--tile",
+            callback=_tile,
             help="Tiles of this size, >= 16 (default: automatic above 1 Mpx; 0 = never). Same result.",
         ),
         precision: str = typer.Option(
-            "auto", "--precision",
+            "auto",
+            "--precision",
             help="Network precision: auto (bf16/fp16 where it keeps >= 60 dB PSNR against fp32), fp32, bf16, fp16.",
         ),  # fmt: skip
         device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N or mps."),
@@ -123,11 +132,16 @@ def register(app: typer.Typer) -> None:
             "", "--suffix", callback=_suffix, help="Appended to output file names (no '/', '\\' or '..')."
         ),
         threads: int = typer.Option(
-            None, "--threads", min=1, max=MAX_THREADS,
+            None,
+            "--threads",
+            min=1,
+            max=MAX_THREADS,
             help=f"CPU threads for the network, 1..{MAX_THREADS} (default: all cores).",
         ),  # fmt: skip
         max_pixels: int = typer.Option(
-            DEFAULT_MAX_PIXELS, "--max-pixels", min=1,
+            DEFAULT_MAX_PIXELS,
+            "--max-pixels",
+            min=1,
             help="Refuse images with more pixels than this (checked from the file header, before decoding).",
         ),  # fmt: skip
         quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
@@ -136,15 +150,25 @@ def register(app: typer.Typer) -> None:
 
         Exit status: 0 when every image was enhanced (or kept because its output existed), 1 when some
         failed (each named on a `failed:` line; the rest were written), 2 for a usage or fatal error.
+        A rerun resumes: finished outputs are kept. Under `torchrun --nproc-per-node N -m sclle enhance ...`
+        the inputs are split over the N processes (one GPU each where there are GPUs); rank 0 prints the
+        summary of all of them and exits 1 (so torchrun does) if any image failed on any rank.
         """
+        from sclle.enhancement.shard import Shard
+
+        shard = Shard.from_env()  # several ranks under torchrun: each takes its share, rank 0 reports
         with _process_settings(threads):
             scale = fast_scale if fast_scale is not None else ("auto" if fast else None)
             engine = build_engine(
                 model, weights=weights, strength=strength, fast_scale=scale, tile=tile, precision=precision,
-                device=device,
+                device=shard.device(device),
             )  # fmt: skip
-            if model is None and weights is not None:
-                what = f"the registered {engine.entry.name!r}" if engine.entry else f"plain {engine.net.arch} weights"
+            if model is None and weights is not None and shard.main:
+                what = (
+                    f"the registered {engine.entry.name!r}"
+                    if engine.entry
+                    else f"plain {engine.net.arch} weights"
+                )
                 typer.echo(f"note: {weights}: loaded as {what} (recognised by its sha256)"
                            if engine.entry else f"note: {weights}: loaded as {what}", err=True)  # fmt: skip
             from sclle.enhancement.batch import enhance_files
@@ -152,7 +176,10 @@ def register(app: typer.Typer) -> None:
             res = enhance_files(
                 inputs, out, engine, recursive=recursive, format=format, quality=quality,
                 overwrite=overwrite, compare=compare, suffix=suffix, progress=not quiet, max_pixels=max_pixels,
+                shard=shard,
             )  # fmt: skip
+            if not shard.main:  # rank 0 reports everyone's lines and exits 1 for all; exiting 1 here too
+                return  # could let torchrun stop rank 0 before it has printed the summary
             for line in res.notes:
                 typer.echo(f"note: {line}", err=True)
             for line in res.skipped:

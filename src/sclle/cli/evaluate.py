@@ -51,7 +51,7 @@ def register(app: typer.Typer) -> None:
             ..., "--out", "-o", file_okay=False, help="Report folder (created if missing)."
         ),
         limit: int = typer.Option(
-            None, "--limit", min=1, help="Only the first N images (sorted) per dataset."
+            None, "--limit", min=1, help="Only N images per dataset, evenly spaced over the sorted list."
         ),
         save_images: bool = typer.Option(False, "--save-images", help="Also write the enhanced images."),
         sample: int = typer.Option(6, "--sample", min=0, help="Images per dataset in the contact sheet."),

@@ -52,8 +52,14 @@ def register(app: typer.Typer) -> None:
         for r in rows:
             mark = (" *" if r["default"] else "") + (" R" if r["research_only"] else "")
             params = f"{r['params']:,}" if isinstance(r["params"], int) else ""
-            where = "bundled" if r["available"] and r["url"] is None else ("local" if r["available"] else "download")
+            where = (
+                "bundled"
+                if r["available"] and r["url"] is None
+                else ("local" if r["available"] else "download")
+            )
             table.add_row(r["name"] + mark, r["arch"], params, (r["licence"] or "")[:24], where)
         console = Console(width=min(Console().width, 100))
         console.print(table)
-        console.print("* default   R research use only (the authors' weights; see --json for licence, URL, sha256)")
+        console.print(
+            "* default   R research use only (the authors' weights; see --json for licence, URL, sha256)"
+        )

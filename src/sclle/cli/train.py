@@ -73,7 +73,7 @@ def register(app: typer.Typer) -> None:
         verbose: bool = typer.Option(False, "--verbose", "-v", help="List dropped scenes and why."),
     ) -> None:
         """Build the contrastive pool (positives, under/over negatives) from exposure sequences."""
-        from sclle.data.contrast import PoolParams, build_pool
+        from sclle.data.pool_builder import PoolParams, build_pool
 
         params = PoolParams(size=size, min_frames=min_frames, max_shift_pct=max_shift, min_corr=min_corr)
         t0 = time.perf_counter()

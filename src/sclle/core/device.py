@@ -47,3 +47,12 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
                 raise SclleError(f"device {name} asked for, but only {n} CUDA GPU(s) are visible")
         return torch.device(name)
     raise SclleError(f"unknown device {device!r}; use {DEVICE_HELP}")
+
+
+def rank_device(device: str | torch.device | None, local_rank: int) -> torch.device:
+    """:func:`resolve_device`, with a bare ``cuda`` pinned to one GPU per process (``LOCAL_RANK`` modulo the
+    visible GPUs): DDP and sharded batch jobs need each rank on its own device."""
+    resolved = resolve_device(device)
+    if resolved.type == "cuda" and resolved.index is None:
+        return torch.device("cuda", local_rank % torch.cuda.device_count())
+    return resolved

@@ -1,4 +1,5 @@
-"""File helpers every writer shares: atomic writes, natural sort, output paths that cannot escape.
+"""File helpers every writer shares: atomic writes (bytes, JSON, path-wanting writers), file hashes,
+natural sort, output paths that cannot escape.
 
 Atomic means all or nothing: data goes to a temporary file in the target's folder (same file system),
 is flushed to disk, then renamed over the target, so a crash or a full disk never leaves a partial file.
@@ -7,13 +8,15 @@ is flushed to disk, then renamed over the target, so a crash or a full disk neve
 from __future__ import annotations
 
 import errno
+import hashlib
+import json
 import os
 import re
 import secrets
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from sclle.errors import SclleError
 
@@ -94,6 +97,13 @@ def atomic_write(target: str | Path, data: bytes | str, *, exclusive: bool = Fal
     return target
 
 
+def write_json(
+    target: str | Path, obj: Any, *, indent: int = 2, exclusive: bool = False, **dumps: Any
+) -> Path:
+    """Write ``obj`` as JSON (UTF-8, trailing newline) to ``target`` atomically; ``dumps`` go to :func:`json.dumps`."""
+    return atomic_write(target, json.dumps(obj, indent=indent, **dumps) + "\n", exclusive=exclusive)
+
+
 def atomic_save(target: str | Path, save: Callable[[Path], object]) -> Path:
     """Atomically produce ``target`` with a writer that wants a path (``torch.save``, ONNX export...)."""
     target = Path(target)
@@ -104,6 +114,17 @@ def atomic_save(target: str | Path, save: Callable[[Path], object]) -> Path:
     finally:
         tmp.unlink(missing_ok=True)
     return target
+
+
+def hash_file(path: str | Path, algorithm: str = "sha256"):
+    """The :mod:`hashlib` object of ``path``'s bytes (read in chunks: weights files are hundreds of MB)."""
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, algorithm)
+
+
+def sha256_file(path: str | Path) -> str:
+    """Hex sha256 of a file: what weights entries and exported metadata record."""
+    return hash_file(path).hexdigest()
 
 
 def inside(path: str | Path, folder: str | Path) -> bool:

@@ -9,7 +9,6 @@ hash-checked before it is kept. Nothing loads unless its hash matches and every 
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 from collections.abc import Mapping
@@ -21,6 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from sclle.core.files import atomic_save, sha256_file
 from sclle.errors import WeightsError
 
 #: ``name-<hex>.ext``: a file that carries (a prefix of) its own sha256 in its name.
@@ -62,14 +62,6 @@ class WeightsEntry:
         return bool(self.meta.get("research_only", False))
 
 
-def sha256_file(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def cache_dir() -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints"
 
@@ -96,9 +88,17 @@ def candidates(entry: WeightsEntry) -> list[Path]:
 
 
 def resolve_file(
-    entry: WeightsEntry, *, path: str | Path | None = None, download: bool = True, progress: bool = True
+    entry: WeightsEntry,
+    *,
+    path: str | Path | None = None,
+    download: bool = True,
+    progress: bool = True,
+    pass_hint: str = "pass its path",
 ) -> Path:
-    """A local, hash-verified file for ``entry`` (see the module docstring for the order)."""
+    """A local, hash-verified file for ``entry`` (see the module docstring for the order).
+
+    ``pass_hint`` is how the caller's user gives a file explicitly (the CLI: ``pass it with --weights PATH``).
+    """
     if path is not None:
         p = Path(path).expanduser()
         if not p.is_file():
@@ -114,26 +114,24 @@ def resolve_file(
             check_hash(p, entry.sha256, entry.name)
             return p
     target = cache_dir() / entry.file_name
-    how = (
-        f"download {entry.url} and pass it with --weights PATH, or put it at {target} "
-        f"(or in the folder named by ${WEIGHTS_DIR_ENV})"
-    )
+    lead = f"download {entry.url} and {pass_hint}, or " if entry.url else f"get the file and {pass_hint}, or "
+    how = f"{lead}put it at {target} (or in the folder named by ${WEIGHTS_DIR_ENV})"
     if not download or entry.url is None:
         raise WeightsError(f"weights for {entry.name!r} are not available offline; {how}")
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.part")
-    try:
-        torch.hub.download_url_to_file(entry.url, str(tmp), hash_prefix=None, progress=progress)
+    url = entry.url
+
+    def fetch(tmp: Path) -> None:  # kept only once its hash matches; atomic_save removes it otherwise
+        torch.hub.download_url_to_file(url, str(tmp), hash_prefix=None, progress=progress)
         check_hash(tmp, entry.sha256, entry.name)
+
+    try:
+        return atomic_save(target, fetch)
     except WeightsError:
-        tmp.unlink(missing_ok=True)
         raise
     except Exception as exc:  # network errors come in many types
-        tmp.unlink(missing_ok=True)
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise WeightsError(f"could not download weights for {entry.name!r} ({reason}); {how}") from None
-    os.replace(tmp, target)
-    return target
 
 
 def _first_line(exc: BaseException) -> str:
@@ -161,7 +159,9 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
             # files are pickles of CUDA storages.
             sd = torch.load(str(p), map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise WeightsError(f"cannot read weights: {_first_line(exc)} (not a weights file, or corrupt)", p) from None
+        raise WeightsError(
+            f"cannot read weights: {_first_line(exc)} (not a weights file, or corrupt)", p
+        ) from None
     if isinstance(sd, dict):
         for key in ("model", "state_dict", "enhancer"):
             if key in sd and isinstance(sd[key], dict):
@@ -179,10 +179,14 @@ def check_finite(state_dict: Mapping[str, torch.Tensor], source: str | Path) -> 
     for key, v in state_dict.items():
         if v.is_floating_point() and not bool(torch.isfinite(v).all()):
             n = int((~torch.isfinite(v)).sum())
-            raise WeightsError(f"tensor {key!r} holds {n} non-finite value(s) (NaN/inf); refusing to load", source)
+            raise WeightsError(
+                f"tensor {key!r} holds {n} non-finite value(s) (NaN/inf); refusing to load", source
+            )
 
 
-def load_into(net: nn.Module, state_dict: Mapping[str, torch.Tensor], source: str | Path, what: str) -> nn.Module:
+def load_into(
+    net: nn.Module, state_dict: Mapping[str, torch.Tensor], source: str | Path, what: str
+) -> nn.Module:
     """``net.load_state_dict(strict=True)`` with the whole reason in one line when it does not fit."""
     own = net.state_dict()
     missing = [k for k in own if k not in state_dict]
@@ -195,7 +199,9 @@ def load_into(net: nn.Module, state_dict: Mapping[str, torch.Tensor], source: st
     if missing or unexpected or wrong:
         parts = []
         if missing:
-            parts.append(f"missing {len(missing)} key(s): {', '.join(missing[:4])}{' ...' if len(missing) > 4 else ''}")
+            parts.append(
+                f"missing {len(missing)} key(s): {', '.join(missing[:4])}{' ...' if len(missing) > 4 else ''}"
+            )
         if unexpected:
             more = " ..." if len(unexpected) > 4 else ""
             parts.append(f"unexpected {len(unexpected)} key(s): {', '.join(unexpected[:4])}{more}")

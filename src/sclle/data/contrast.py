@@ -1,461 +1,64 @@
-"""The contrastive pool of SCL-LLE: well-exposed positives and under/over-exposed negatives.
+"""The contrastive pool at training time: the pool's files, their pixels, sampling.
 
 SCL-LLE pulls the enhanced image towards *positives* (normally exposed images) and pushes it away
 from *negatives* (under- and over-exposed images), comparing VGG Gram matrices and mean brightness.
-Both come from multi-exposure sequences: a scene shot at several exposures gives its darkest frame
-(under negative), its brightest frame (over negative) and a positive, which is the sequence's
-reference image where one exists, else the Mertens exposure fusion of the (aligned) frames.
+The pool is built offline by :mod:`sclle.data.pool_builder` (``sclle prepare-contrast``);
+:class:`ContrastPool` loads it and samples positives/negatives for each training step. The VGG
+statistics of its images need the losses, which sit above data, so they live in
+:class:`sclle.train.pool_stats.StatsPool` (computed once, cached on disk).
 
-Sources understood by :func:`build_pool`:
-
-* **SICE layout** (``Dataset_Part1``): one folder per scene holding its exposure frames; the scene's
-  reference is ``<root>/Label/<scene>.<ext>`` (the SICE release), or a file inside the scene folder
-  whose stem is ``label``, ``reference``, ``ref`` or ``gt``, or the only image in ``<scene>/Label/``.
-* **Flat folder + CSV**: frames in one folder and a CSV ``file,sequence_id[,mean_gray_0_255]`` that
-  groups them into scenes (``sequences_heuristic.csv`` in ``shared/data/sice_part1``). No references.
-
-Every scene is checked before it is used: frames are sorted by mean brightness (file numbers are not
-reliable), singletons and too-short sequences are skipped, and neighbouring frames in exposure order
-must align (see :func:`alignment`) because fusing frames of two slightly different views ghosts.
-
-Pool layout written by :func:`build_pool` (all PNG, short side ``size``)::
-
-    pool/positives/<scene>.png
-    pool/negatives/under/<scene>.png
-    pool/negatives/over/<scene>.png
-    pool/pool.json          provenance, parameters, per-scene stats, dropped scenes and reasons
-    pool/contact_sheet.png  a few scenes: under | positive | over, to look at
-
-:class:`ContrastPool` loads it, computes the VGG statistics of every image once (cached on disk) and
-samples positives/negatives for each training step.
+The builder's public names are re-exported here (``from sclle.data.contrast import build_pool`` keeps
+working).
 """
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
-import math
-import os
-import time
-from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
 
-import cv2
-import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
 
 from sclle import imageio
-from sclle.data.sice import held_out_files
+from sclle.data.pool_builder import (
+    NEGATIVES_DIR,
+    POOL_FILE,
+    POOL_FORMAT,
+    POSITIVES_DIR,
+    PoolParams,
+    Scene,
+    alignment,
+    build_pool,
+    check_scene,
+    contact_sheet,
+    discover_scenes,
+    mertens_fusion,
+    scenes_from_csv,
+    scenes_from_sice,
+)
 from sclle.errors import SclleError
 
-if TYPE_CHECKING:
-    from sclle.losses.objective import PoolStats
-
-POOL_FORMAT = "sclle-contrast-pool/1"
-_REF_STEMS = ("label", "reference", "ref", "gt")
-_KINDS = {"under": 0, "over": 1}
-
-#: How many times :meth:`ContrastPool.stats` actually ran VGG (tests check the cache with it).
-STATS_COMPUTE_COUNT = 0
-
-
-# ------------------------------------------------------------------------------------------ scenes
-
-
-@dataclass
-class Scene:
-    """One multi-exposure sequence: its frames (any order) and an optional reference image."""
-
-    id: str
-    frames: list[Path]
-    reference: Path | None = None
-    #: Mean gray (0..255) per frame if the source lists it; computed from the pixels otherwise.
-    mean_gray: list[float] | None = None
-
-
-def _images(folder: Path) -> list[Path]:
-    return sorted(
-        p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".") and imageio.is_supported(p)
-    )
-
-
-def _natural_key(s: str) -> tuple:
-    return (0, int(s), "") if s.isdigit() else (1, 0, s)
-
-
-def scenes_from_csv(
-    csv_path: str | Path, image_dir: str | Path | None = None
-) -> tuple[list[Scene], list[dict]]:
-    """Scenes from a flat folder and a ``file,sequence_id[,mean_gray_0_255]`` CSV.
-
-    Returns the scenes and a list of skipped entries (``{"id", "frames", "reason"}``): singletons and
-    files the CSV names but the folder lacks.
-    """
-    csv_path = Path(csv_path)
-    folder = Path(image_dir) if image_dir is not None else csv_path.parent
-    if not csv_path.is_file():
-        raise SclleError("sequence CSV not found", csv_path)
-    groups: dict[str, list[tuple[Path, float | None]]] = defaultdict(list)
-    with open(csv_path, newline="") as f:
-        reader = csv.DictReader(f)
-        if not reader.fieldnames or not {"file", "sequence_id"} <= set(reader.fieldnames):
-            raise SclleError("CSV must have the columns file,sequence_id[,mean_gray_0_255]", csv_path)
-        for row in reader:
-            mg = row.get("mean_gray_0_255")
-            groups[row["sequence_id"]].append(
-                (folder / row["file"], float(mg) if mg not in (None, "") else None)
-            )
-    scenes, skipped = [], []
-    for sid in sorted(groups, key=_natural_key):
-        items = groups[sid]
-        missing = [p.name for p, _ in items if not p.is_file()]
-        if missing:
-            skipped.append(
-                {"id": sid, "frames": [p.name for p, _ in items], "reason": f"missing files {missing[:5]}"}
-            )
-            continue
-        if len(items) < 2:
-            skipped.append({"id": sid, "frames": [p.name for p, _ in items], "reason": "singleton"})
-            continue
-        grays = [g for _, g in items]
-        scenes.append(
-            Scene(id=sid, frames=[p for p, _ in items], mean_gray=None if None in grays else grays)  # type: ignore[arg-type]
-        )
-    return scenes, skipped
-
-
-def scenes_from_sice(root: str | Path) -> tuple[list[Scene], list[dict]]:
-    """Scenes from the SICE layout: ``<root>/<scene>/*`` frames, reference in ``<root>/Label/<scene>.*``."""
-    root = Path(root)
-    label_dir = next((root / n for n in ("Label", "label", "Labels") if (root / n).is_dir()), None)
-    labels = {p.stem: p for p in _images(label_dir)} if label_dir is not None else {}
-    scenes, skipped = [], []
-    dirs = [d for d in root.iterdir() if d.is_dir() and d != label_dir and not d.name.startswith(".")]
-    for d in sorted(dirs, key=lambda p: _natural_key(p.name)):
-        files = _images(d)
-        ref = labels.get(d.name)
-        frames = []
-        for p in files:
-            if p.stem.lower() in _REF_STEMS and ref is None:
-                ref = p
-            elif p.stem.lower() not in _REF_STEMS:
-                frames.append(p)
-        sub = next((d / n for n in ("Label", "label") if (d / n).is_dir()), None)
-        if ref is None and sub is not None and len(_images(sub)) == 1:
-            ref = _images(sub)[0]
-        if len(frames) < 2:
-            skipped.append(
-                {"id": d.name, "frames": [p.name for p in frames], "reason": "fewer than 2 frames"}
-            )
-            continue
-        scenes.append(Scene(id=d.name, frames=frames, reference=ref))
-    return scenes, skipped
-
-
-def discover_scenes(source: str | Path, csv_path: str | Path | None = None) -> tuple[list[Scene], list[dict]]:
-    """Scenes in ``source``: the CSV layout if a CSV is given or ``sequences*.csv`` lies in ``source``,
-    else the SICE folder-per-scene layout."""
-    source = Path(source)
-    if not source.is_dir():
-        raise SclleError("source folder not found", source)
-    if csv_path is None:
-        found = sorted(source.glob("sequences*.csv"))
-        csv_path = found[0] if found else None
-    if csv_path is not None:
-        return scenes_from_csv(csv_path, source)
-    scenes, skipped = scenes_from_sice(source)
-    if not scenes:
-        raise SclleError(
-            "no multi-exposure scenes found (expected one folder per scene, or frames + a "
-            "file,sequence_id CSV)",
-            source,
-        )
-    return scenes, skipped
-
-
-# ------------------------------------------------------------------------------------------ checks
-
-
-def _read_u8(path: Path) -> np.ndarray:
-    """RGB uint8 HxWx3 (via sclle.imageio, the one place that decodes files)."""
-    rgb = imageio.read_image(path).rgb
-    return np.round(np.clip(rgb, 0.0, 1.0) * 255.0).astype(np.uint8)
-
-
-def _structure(img: np.ndarray, side: int) -> np.ndarray:
-    """Brightness-free structure of a frame: standardised gradient magnitude of its blurred, downscaled gray.
-
-    Standardising removes the exposure's gain/offset; gradients ignore smooth shading, so two exposures of
-    the same view correlate highly and two slightly shifted views do not.
-    """
-    gray = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY).astype(np.float32)
-    gray = cv2.resize(gray, (side, side), interpolation=cv2.INTER_AREA)
-    gray = cv2.GaussianBlur(gray, (0, 0), 1.5)
-    gx = cv2.Sobel(gray, cv2.CV_32F, 1, 0)
-    gy = cv2.Sobel(gray, cv2.CV_32F, 0, 1)
-    m = np.sqrt(gx * gx + gy * gy)
-    return (m - m.mean()) / (m.std() + 1e-6)
-
-
-def alignment(
-    frames: Sequence[np.ndarray], side: int = 256, corr_side: int = 128
-) -> tuple[list[float], list[float]]:
-    """Correlation and shift (in % of the image side) between neighbouring frames.
-
-    ``frames`` must already be in exposure order. The shift is OpenCV's phase correlation of the
-    ``side`` px structure maps (:func:`_structure`), precise to a fraction of a pixel; the correlation
-    is taken without any shift on coarser ``corr_side`` maps (less sensitive to the noise of dark
-    frames), so a different view lowers it.
-    """
-    maps = [_structure(f, side) for f in frames]
-    coarse = [_structure(f, corr_side) for f in frames]
-    window = cv2.createHanningWindow((side, side), cv2.CV_32F)
-    corr, shift = [], []
-    for i in range(len(frames) - 1):
-        corr.append(float((coarse[i] * coarse[i + 1]).mean()))
-        (dx, dy), _ = cv2.phaseCorrelate(maps[i], maps[i + 1], window)
-        shift.append(100.0 * math.hypot(dx, dy) / side)
-    return corr, shift
-
-
-def mertens_fusion(frames: Sequence[np.ndarray], exposure_weight: float = 1.0) -> np.ndarray:
-    """Mertens exposure fusion of RGB uint8 frames -> RGB uint8.
-
-    OpenCV's default exposure weight is 0 (only contrast and saturation); the paper's weight of 1 for
-    well-exposedness gives the better exposed positive we want.
-    """
-    merge = cv2.createMergeMertens(1.0, 1.0, float(exposure_weight))
-    fused = merge.process([cv2.cvtColor(f, cv2.COLOR_RGB2BGR) for f in frames])
-    fused = np.clip(fused * 255.0, 0, 255).round().astype(np.uint8)
-    return cv2.cvtColor(fused, cv2.COLOR_BGR2RGB)
-
-
-def _resize_short(img: np.ndarray, size: int) -> np.ndarray:
-    h, w = img.shape[:2]
-    if min(h, w) <= size:
-        return img
-    s = size / min(h, w)
-    return cv2.resize(img, (round(w * s), round(h * s)), interpolation=cv2.INTER_AREA)
-
-
-def _write_png(path: Path, img_u8: np.ndarray) -> None:
-    rgb = img_u8.astype(np.float32) / 255.0
-    imageio.write_image(path, imageio.from_array(img_u8), rgb, format="PNG", overwrite=True)
-
-
-# ------------------------------------------------------------------------------------------ building
-
-
-@dataclass
-class PoolParams:
-    """Parameters of :func:`build_pool` (all written to pool.json)."""
-
-    #: Short side of the written images (px).
-    size: int = 256
-    #: Scenes with fewer aligned frames are dropped.
-    min_frames: int = 3
-    #: Side of the structure maps used by the alignment check.
-    align_side: int = 256
-    #: Side of the (coarser) maps whose correlation is checked.
-    corr_side: int = 128
-    #: Neighbouring frames must correlate at least this much ...
-    min_corr: float = 0.3
-    #: ... and be shifted by at most this many % of the image side (0.75 % = ~4 px at 512).
-    max_shift_pct: float = 0.75
-    #: The darkest frame is an under negative only if its mean (0..1) is at most this.
-    under_max_mean: float = 0.35
-    #: The brightest frame is an over negative only if its mean (0..1) is at least this.
-    over_min_mean: float = 0.6
-    #: A fused positive whose mean (0..1) falls outside this range is not used.
-    positive_mean_range: tuple[float, float] = (0.25, 0.75)
-    #: Mertens well-exposedness weight.
-    exposure_weight: float = 1.0
-
-
-def check_scene(scene: Scene, params: PoolParams) -> tuple[dict, list[np.ndarray], np.ndarray | None]:
-    """Sort a scene's frames by exposure, check they align and build its positive.
-
-    Returns (record, frames in exposure order as RGB uint8, positive); a record with "reason" means
-    the scene is not usable (then the positive is None). Shared by the pool and the SICE pairs.
-    """
-    imgs = [_read_u8(p) for p in scene.frames]
-    shapes = {im.shape for im in imgs}
-    rec: dict[str, Any] = {"id": scene.id, "frames": [p.name for p in scene.frames]}
-    if len(shapes) != 1:
-        rec["reason"] = f"frames differ in size {sorted(shapes)}"
-        return rec, imgs, None
-    grays = scene.mean_gray or [float(cv2.cvtColor(im, cv2.COLOR_RGB2GRAY).mean()) for im in imgs]
-    order = sorted(range(len(imgs)), key=lambda i: grays[i])
-    imgs = [imgs[i] for i in order]
-    means = [float(im.mean()) / 255.0 for im in imgs]
-    rec["frames"] = [scene.frames[i].name for i in order]
-    rec["frame_means"] = [round(m, 4) for m in means]
-    if len(imgs) < params.min_frames and scene.reference is None:
-        rec["reason"] = f"only {len(imgs)} frames (min {params.min_frames})"
-        return rec, imgs, None
-    corr, shift = alignment(imgs, params.align_side, params.corr_side)
-    rec["neighbour_corr"] = [round(c, 3) for c in corr]
-    rec["neighbour_shift_pct"] = [round(s, 3) for s in shift]
-    bad = [
-        i
-        for i, (c, s) in enumerate(zip(corr, shift, strict=True))
-        if c < params.min_corr or s > params.max_shift_pct
-    ]
-    if bad:
-        i = bad[0]
-        rec["reason"] = (
-            f"frames do not align: {rec['frames'][i]} -> {rec['frames'][i + 1]} corr {corr[i]:.2f} "
-            f"(min {params.min_corr}), shift {shift[i]:.2f}% (max {params.max_shift_pct}%)"
-        )
-        return rec, imgs, None
-    if scene.reference is not None:
-        pos = _read_u8(scene.reference)
-        rec["positive_source"] = f"reference {scene.reference.name}"
-    else:
-        pos = mertens_fusion(imgs, params.exposure_weight)
-        rec["positive_source"] = f"mertens fusion of {len(imgs)} frames"
-    pos_mean = float(pos.mean()) / 255.0
-    rec["positive_mean"] = round(pos_mean, 4)
-    lo, hi = params.positive_mean_range
-    if scene.reference is None and not lo <= pos_mean <= hi:
-        rec["reason"] = f"fused positive badly exposed (mean {pos_mean:.2f}, allowed {lo}..{hi})"
-        return rec, imgs, None
-    return rec, imgs, pos
-
-
-def _process_scene(scene: Scene, params: PoolParams) -> tuple[dict, dict[str, np.ndarray]]:
-    """Check one scene; return (record, images to write). A record with "reason" means dropped."""
-    rec, imgs, pos = check_scene(scene, params)
-    if pos is None:
-        return rec, {}
-    means = [float(im.mean()) / 255.0 for im in imgs]
-    out: dict[str, np.ndarray] = {"positive": pos}
-    if means[0] <= params.under_max_mean:
-        out["under"] = imgs[0]
-        rec["under"] = {"frame": rec["frames"][0], "mean": round(means[0], 4)}
-    if means[-1] >= params.over_min_mean:
-        out["over"] = imgs[-1]
-        rec["over"] = {"frame": rec["frames"][-1], "mean": round(means[-1], 4)}
-    return rec, {k: _resize_short(v, params.size) for k, v in out.items()}
-
-
-def contact_sheet(pool_dir: str | Path, n: int = 8, tile: int = 160, seed: int = 0) -> Path:
-    """Write ``contact_sheet.png``: ``n`` random scenes as rows of under | positive | over."""
-    pool_dir = Path(pool_dir)
-    meta = json.loads((pool_dir / "pool.json").read_text())
-    ids = [s["id"] for s in meta["scenes"]]
-    rng = np.random.default_rng(seed)
-    pick = sorted(rng.choice(len(ids), size=min(n, len(ids)), replace=False).tolist())
-    rows = []
-    for i in pick:
-        sid = ids[i]
-        row = []
-        for sub in ("negatives/under", "positives", "negatives/over"):
-            p = pool_dir / sub / f"{sid}.png"
-            if p.is_file():
-                im = cv2.resize(imageio.read_image(p).rgb, (tile, tile), interpolation=cv2.INTER_AREA)
-            else:
-                im = np.full((tile, tile, 3), 0.5, np.float32)
-            row.append(im)
-            row.append(np.ones((tile, 2, 3), np.float32))
-        rows.append(np.concatenate(row[:-1], axis=1))
-        rows.append(np.ones((2, rows[-1].shape[1], 3), np.float32))
-    sheet = np.clip(np.concatenate(rows[:-1], axis=0), 0.0, 1.0)
-    target = pool_dir / "contact_sheet.png"
-    imageio.write_image(target, imageio.from_array(sheet), sheet, overwrite=True)
-    return target
-
-
-def build_pool(
-    source: str | Path,
-    out_dir: str | Path,
-    *,
-    csv_path: str | Path | None = None,
-    params: PoolParams | None = None,
-    progress: bool = True,
-    sheet: bool = True,
-    exclude_held_out: bool = True,
-) -> dict:
-    """Build the contrastive pool from multi-exposure sequences in ``source`` into ``out_dir``.
-
-    ``exclude_held_out`` skips every scene holding a frame of the held-out SICE list
-    (:func:`sclle.data.sice.held_out_files`), which the benchmark's real pairs are made of.
-
-    Returns the pool.json content. Existing pool files in ``out_dir`` are replaced; pool.json is
-    written last, so an interrupted build leaves no loadable (half) pool.
-    """
-    params = params or PoolParams()
-    out = Path(out_dir)
-    t0 = time.perf_counter()
-    scenes, skipped = discover_scenes(source, csv_path)
-    # SICE scenes held out for evaluation (sclle.data.sice) never become positives or negatives.
-    held = held_out_files() if exclude_held_out else set()
-    n_held = sum(any(p.name in held for p in sc.frames) for sc in scenes)
-    scenes = [sc for sc in scenes if not any(p.name in held for p in sc.frames)]
-    (out / "pool.json").unlink(missing_ok=True)
-    for sub in ("positives", "negatives/under", "negatives/over"):
-        (out / sub).mkdir(parents=True, exist_ok=True)
-        for old in (out / sub).glob("*.png"):
-            old.unlink()
-    kept, dropped = [], list(skipped)
-    for scene in tqdm(scenes, desc="contrast pool", unit="scene", disable=not progress):
-        try:
-            rec, images = _process_scene(scene, params)
-        except SclleError as exc:
-            dropped.append({"id": scene.id, "frames": [p.name for p in scene.frames], "reason": str(exc)})
-            continue
-        if "reason" in rec:
-            dropped.append(rec)
-            continue
-        for key, img in images.items():
-            sub = "positives" if key == "positive" else f"negatives/{key}"
-            _write_png(out / sub / f"{scene.id}.png", img)
-        kept.append(rec)
-    meta = {
-        "format": POOL_FORMAT,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "source": str(Path(source).resolve()),
-        "csv": str(Path(csv_path).resolve()) if csv_path else None,
-        "params": asdict(params),
-        "counts": {
-            "scenes_found": len(scenes) + len(skipped) + n_held,
-            "scenes_held_out": n_held,
-            "scenes_kept": len(kept),
-            "scenes_dropped": len(dropped),
-            "positives": len(kept),
-            "under": sum("under" in s for s in kept),
-            "over": sum("over" in s for s in kept),
-        },
-        "seconds": round(time.perf_counter() - t0, 2),
-        "scenes": kept,
-        "dropped": dropped,
-    }
-    if not kept:
-        raise SclleError(
-            "no scene passed the checks; nothing to write (see the reasons with --verbose)", source
-        )
-    tmp = out / ".pool.json.tmp"
-    tmp.write_text(json.dumps(meta, indent=1))
-    os.replace(tmp, out / "pool.json")
-    if sheet:
-        contact_sheet(out)
-    return meta
-
-
-# ------------------------------------------------------------------------------------------ loading
-
-
-class PoolPair(NamedTuple):
-    """VGG statistics of the whole pool: positives and negatives (``kind`` 0 under, 1 over)."""
-
-    positives: PoolStats
-    negatives: PoolStats
+__all__ = [
+    "ContrastPool",
+    # the builder's (sclle.data.pool_builder)
+    "NEGATIVES_DIR",
+    "POOL_FILE",
+    "POOL_FORMAT",
+    "POSITIVES_DIR",
+    "PoolParams",
+    "Scene",
+    "alignment",
+    "build_pool",
+    "check_scene",
+    "contact_sheet",
+    "discover_scenes",
+    "mertens_fusion",
+    "scenes_from_csv",
+    "scenes_from_sice",
+]
 
 
 def _load_resized(path: Path, size: int) -> torch.Tensor:
@@ -471,7 +74,7 @@ def _load_resized(path: Path, size: int) -> torch.Tensor:
 
 @dataclass
 class ContrastPool:
-    """A pool written by :func:`build_pool`: file lists, VGG statistics, sampling."""
+    """A pool written by :func:`build_pool`: file lists, images, sampling."""
 
     root: Path
     positives: list[Path] = field(default_factory=list)
@@ -483,15 +86,15 @@ class ContrastPool:
     @classmethod
     def load(cls, root: str | Path) -> ContrastPool:
         root = Path(root)
-        if not (root / "pool.json").is_file():
+        if not (root / POOL_FILE).is_file():
             raise SclleError(
                 "not a contrast pool (no pool.json); build one with `sclle prepare-contrast`", root
             )
-        meta = json.loads((root / "pool.json").read_text())
-        pos = sorted((root / "positives").glob("*.png"))
+        meta = json.loads((root / POOL_FILE).read_text())
+        pos = sorted((root / POSITIVES_DIR).glob("*.png"))
         negs, kinds = [], []
-        for name, k in _KINDS.items():
-            files = sorted((root / "negatives" / name).glob("*.png"))
+        for k, folder in enumerate(NEGATIVES_DIR.values()):
+            files = sorted((root / folder).glob("*.png"))
             negs += files
             kinds += [k] * len(files)
         if not pos or not negs:
@@ -507,7 +110,7 @@ class ContrastPool:
         return len(self.positives) + len(self.negatives)
 
     def content_hash(self) -> str:
-        """sha256 over every pool image's relative path and bytes (the cache key of :meth:`stats`)."""
+        """sha256 over every pool image's relative path and bytes (part of the statistics' cache key)."""
         h = hashlib.sha256()
         for p in [*self.positives, *self.negatives]:
             h.update(str(p.relative_to(self.root)).encode())
@@ -519,87 +122,6 @@ class ContrastPool:
         pos = torch.stack([_load_resized(p, size) for p in self.positives])
         neg = torch.stack([_load_resized(p, size) for p in self.negatives])
         return pos, neg, torch.tensor(self.kinds, dtype=torch.long)
-
-    def stats(
-        self,
-        vgg: torch.nn.Module,
-        layers: Sequence[str],
-        size: int,
-        cache_dir: str | Path | None = None,
-        *,
-        device: str | torch.device | None = None,
-        batch_size: int = 16,
-        fingerprint: str | None = None,
-        progress: bool = False,
-    ) -> PoolPair:
-        """VGG Gram matrices, mean brightness and grey quantiles of every pool image at ``size`` px, computed once.
-
-        The result is cached in ``cache_dir`` under a key made of the VGG weights' fingerprint, the
-        pool's content hash, ``size`` and ``layers``; a later call with the same key loads it instead of
-        running VGG (a different pool, size, layer set or VGG gives a different file). Tensors are
-        returned on ``device`` (default: the VGG's).
-        """
-        from sclle.losses.contrastive import PoolStats, compute_pool_stats
-
-        global STATS_COMPUTE_COUNT
-        layers = list(layers)
-        dev = torch.device(device) if device is not None else next(vgg.parameters()).device
-        key_src, cache_file = self._stats_key(fingerprint or vgg_fingerprint(vgg), layers, size, cache_dir)
-        if cache_file is not None and cache_file.is_file():
-            blob = torch.load(cache_file, map_location="cpu", weights_only=True)
-        else:
-            STATS_COMPUTE_COUNT += 1
-            pos, neg, kinds = self.load_images(size)
-            blob = {}
-            for name, imgs in (("pos", pos), ("neg", neg)):
-                chunks = range(0, len(imgs), batch_size)
-                st = PoolStats.cat(
-                    [
-                        compute_pool_stats(vgg, imgs[i : i + batch_size], layers, batch_size=batch_size).to(
-                            "cpu", torch.float32
-                        )
-                        for i in tqdm(chunks, desc=f"pool stats ({name})", disable=not progress)
-                    ]
-                )
-                blob[name] = {"grams": st.grams, "brightness": st.brightness, "quantiles": st.quantiles}
-            blob["pos"]["kind"] = torch.full((len(pos),), -1, dtype=torch.long)
-            blob["neg"]["kind"] = kinds
-            blob["key"] = key_src
-            if cache_file is not None:
-                cache_file.parent.mkdir(parents=True, exist_ok=True)
-                tmp = cache_file.with_name(f".{cache_file.name}.{os.getpid()}.tmp")
-                torch.save(blob, tmp)
-                os.replace(tmp, cache_file)
-
-        def mk(d: dict) -> PoolStats:
-            return PoolStats(
-                grams={k: v.to(dev) for k, v in d["grams"].items()},
-                brightness=d["brightness"].to(dev),
-                kind=d["kind"].to(dev),
-                quantiles=d["quantiles"].to(dev),
-            )
-
-        return PoolPair(mk(blob["pos"]), mk(blob["neg"]))
-
-    def _stats_key(
-        self, fingerprint: str, layers: Sequence[str], size: int, cache_dir: str | Path | None
-    ) -> tuple[str, Path | None]:
-        key_src = json.dumps(
-            {
-                "vgg": fingerprint,
-                "pool": self.content_hash(),
-                "size": int(size),
-                "layers": list(layers),
-                "v": 2,  # 2: grey-level quantiles added
-            },
-            sort_keys=True,
-        )
-        key = hashlib.sha256(key_src.encode()).hexdigest()[:20]
-        return key_src, (Path(cache_dir) / f"pool_stats_{key}.pt" if cache_dir is not None else None)
-
-    def stats_cached(self, fingerprint: str, layers: Sequence[str], size: int, cache_dir: str | Path) -> bool:
-        """Whether :meth:`stats` with these arguments would load from the cache (no VGG needed)."""
-        return bool(self._stats_key(fingerprint, layers, size, cache_dir)[1].is_file())  # type: ignore[union-attr]
 
     def sample(
         self,
@@ -632,17 +154,3 @@ def _draw(population: int, n: int, generator: torch.Generator) -> torch.Tensor:
     if n <= population:
         return torch.randperm(population, generator=generator)[:n]
     return torch.randint(population, (n,), generator=generator)
-
-
-def vgg_fingerprint(vgg: torch.nn.Module) -> str:
-    """The VGG's own fingerprint if it has one, else a hash of its parameters."""
-    fp = getattr(vgg, "fingerprint", None)
-    if callable(fp):
-        fp = fp()
-    if isinstance(fp, str) and fp:
-        return fp
-    h = hashlib.sha256()
-    for name, t in sorted(vgg.state_dict().items()):
-        h.update(name.encode())
-        h.update(t.detach().float().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()

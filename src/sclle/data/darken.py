@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from sclle._checks import check_image as _check_image
+from sclle.core.checks import check_image
 
 __all__ = [
     "Darken",
@@ -93,7 +93,7 @@ def gamma_darken(x: torch.Tensor, gamma: Scalar) -> torch.Tensor:
     """``x ** gamma``: the SCL-LLE paper's darkening for its segmentation benchmark (see
     :data:`PAPER_GAMMAS`). ``gamma`` is a number or a (B,) tensor, one per image. Differentiable;
     keeps the input's dtype."""
-    _check_image(x, "gamma_darken")
+    check_image(x, "gamma_darken")
     return x.pow(_per_image_param(gamma, x, "gamma"))
 
 
@@ -116,7 +116,7 @@ def darken(
     Returns:
         Same shape and dtype as ``x``, in [0, 1].
     """
-    _check_image(x, "darken")
+    check_image(x, "darken")
     g = _per_image_param(gamma, x, "gamma")
     e = _per_image_param(exposure, x, "exposure")
     y = (e * x.pow(g)).clamp(0.0, 1.0)
@@ -167,7 +167,7 @@ class DarkenProtocol:
         self, x: torch.Tensor, generator: torch.Generator | None = None
     ) -> tuple[torch.Tensor, DarkenParams]:
         """Darken a (B, 3, H, W) batch with freshly drawn parameters; returns ``(y, params)``."""
-        _check_image(x, "DarkenProtocol.sample")
+        check_image(x, "DarkenProtocol.sample")
         b = x.shape[0]
         params = DarkenParams(
             gamma=self._log_uniform(self.gamma_range, b, generator),
@@ -199,7 +199,7 @@ def darken_seeded(
         ``(y, params)`` as :meth:`DarkenProtocol.sample`; image ``i`` depends only on
         ``(x[i], seed, index[i])``, not on the batch it came in.
     """
-    _check_image(x, "darken_seeded")
+    check_image(x, "darken_seeded")
     b = x.shape[0]
     if isinstance(index, (int, np.integer)) and not isinstance(index, bool):
         indices = [int(index)]

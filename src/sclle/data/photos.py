@@ -13,6 +13,8 @@ from pathlib import Path
 
 import torch
 
+from sclle.core.files import natural_sorted
+from sclle.core.sampling import evenly_spaced
 from sclle.data.camvid import read_rgb_uint8
 from sclle.data.sice import HELD_OUT_MARKER, held_out_files, is_sice_folder
 from sclle.errors import SclleError
@@ -34,18 +36,18 @@ class UnlabelledPhotos:
         if not self.root.is_dir():
             raise SclleError(f"{self.root}: extra training photos folder not found")
         # The SICE frames of the held-out scenes are evaluation data (sclle.data.sice): never trained on.
-        held = held_out_files() if is_sice_folder(self.root) or (self.root / HELD_OUT_MARKER).exists() else set()
-        files = sorted(
+        held = (
+            held_out_files() if is_sice_folder(self.root) or (self.root / HELD_OUT_MARKER).exists() else set()
+        )
+        files = natural_sorted(
             (
                 p
                 for p in self.root.iterdir()
                 if p.is_file() and p.suffix.lower() in SUPPORTED_EXTENSIONS and p.name not in held
             ),
-            key=lambda p: (len(p.stem), p.stem),
+            key=lambda p: p.name,
         )
-        if max_images is not None and 0 < max_images < len(files):
-            step = len(files) / max_images
-            files = [files[int(k * step)] for k in range(max_images)]
+        files = [files[i] for i in evenly_spaced(len(files), max_images)]
         if not files:
             raise SclleError(f"{self.root}: no images ({', '.join(SUPPORTED_EXTENSIONS)})")
         self.files = files

@@ -72,7 +72,10 @@ def build_engine(
     dev = resolve_device(device)
     try:
         cfg = EngineConfig(
-            strength=strength, fast_scale=resolve_fast_scale(fast_scale, entry), tile=tile, precision=precision
+            strength=strength,
+            fast_scale=resolve_fast_scale(fast_scale, entry),
+            tile=tile,
+            precision=precision,
         )
         return Engine(net, cfg, dev, entry=entry)
     except ValueError as exc:  # an option out of range, or a mode the architecture does not support

@@ -1,4 +1,4 @@
-"""Enhance many files: decode and encode in worker threads while the network computes.
+"""Enhance many files: decode and encode in worker threads while the network computes, on one rank or many.
 
 What a batch promises (the README's "What sclle promises" table says the same):
 
@@ -9,7 +9,9 @@ What a batch promises (the README's "What sclle promises" table says the same):
   ``y/a/10.jpg``, or ``x.png``'s comparison sheet and ``x_compare.png``) are told apart by appending the
   input folder's name (then a number), the same way on every rerun;
 * existing outputs are kept unless ``overwrite``; without it a file is created exclusively, so two runs
-  into one folder never replace each other's files.
+  into one folder never replace each other's files; so a rerun resumes (finished outputs are skipped);
+* under ``torchrun`` the batch is split over the ranks, each output written by exactly one of them
+  (:mod:`sclle.enhancement.shard`).
 """
 
 from __future__ import annotations
@@ -17,17 +19,19 @@ from __future__ import annotations
 import os
 import time
 import warnings
+from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
+import torch
 from tqdm.auto import tqdm
 
 from sclle import imageio
 from sclle.core.files import inside
 from sclle.enhancement.engine import Engine
+from sclle.enhancement.shard import Shard, gather, process_group, share
 from sclle.errors import SclleError
 from sclle.imageio.discover import resolved
 from sclle.imageio.formats import canonical_format
@@ -112,38 +116,20 @@ class _Planner:
         return dst
 
 
-def enhance_files(
+def _plan(
     inputs: Sequence[str | Path],
-    out_dir: str | Path,
-    engine: Engine,
+    out_dir: Path,
     *,
-    recursive: bool = False,
-    format: str | None = None,
-    quality: int = 95,
-    overwrite: bool = False,
-    compare: bool = False,
-    suffix: str = "",
-    workers: int = 2,
-    progress: bool = True,
-    max_pixels: int | None = imageio.DEFAULT_MAX_PIXELS,
-) -> BatchResult:
-    """Enhance every image named by ``inputs`` (files, folders, globs) into ``out_dir``.
-
-    Raises ``ValueError`` for invalid arguments (suffix, format, quality, workers); everything about a single
-    file (unreadable, too large, not writable...) becomes a line in the result instead.
-    """
-    check_suffix(suffix)
-    if not 1 <= int(quality) <= 100:
-        raise ValueError(f"quality must be in 1..100, got {quality}")
-    if format is not None and canonical_format(format) is None:
-        raise ValueError(f"unknown output format {format!r}")
-    if int(workers) < 1:
-        raise ValueError(f"workers must be at least 1, got {workers}")
-    t0 = time.perf_counter()
+    recursive: bool,
+    format: str | None,
+    suffix: str,
+    compare: bool,
+    overwrite: bool,
+) -> tuple[list[tuple[Path, Path]], BatchResult]:
+    """Discover the inputs and name their outputs: ``[(input, output)]`` still to do, plus what was not."""
     result = BatchResult()
     items, errors = imageio.find_images(inputs, recursive=recursive)
     result.failed.extend(errors)
-    out_dir = Path(out_dir)
     out_resolved = resolved(out_dir)
     planned: list[tuple[Path, Path]] = []
     for src, base in items:
@@ -171,14 +157,104 @@ def enhance_files(
         except SclleError as exc:
             result.failed.append(str(exc))
             continue
-        if not overwrite and dst.exists():
+        if not overwrite and dst.exists():  # finished by an earlier (or killed) run: resume past it
             result.skipped.append(f"{dst}: exists (use --overwrite to replace it)")
             continue
         jobs.append((src, dst))
     if planner.renamed:
         result.notes.append(_COLLIDED)
+    return jobs, result
 
-    def write(img: imageio.Image, rgb: np.ndarray, dst: Path) -> tuple[list[Path], list[str]]:
+
+def _merge(parts: Sequence[BatchResult]) -> BatchResult:
+    """One result from the ranks' results, in rank order (rank 0's holds the planning lines)."""
+    out = BatchResult()
+    for r in parts:
+        out.written.extend(r.written)
+        out.skipped.extend(r.skipped)
+        out.failed.extend(r.failed)
+        out.notes.extend(n for n in r.notes if n not in out.notes)
+        out.enhanced += r.enhanced
+        out.seconds = max(out.seconds, r.seconds)
+    return out
+
+
+def enhance_files(
+    inputs: Sequence[str | Path],
+    out_dir: str | Path,
+    engine: Engine,
+    *,
+    recursive: bool = False,
+    format: str | None = None,
+    quality: int = 95,
+    overwrite: bool = False,
+    compare: bool = False,
+    suffix: str = "",
+    workers: int = 2,
+    progress: bool = True,
+    max_pixels: int | None = imageio.DEFAULT_MAX_PIXELS,
+    shard: Shard | None = None,
+) -> BatchResult:
+    """Enhance every image named by ``inputs`` (files, folders, globs) into ``out_dir``.
+
+    Decoding runs ``workers`` images ahead of the network and encoding up to ``workers + 1`` behind it,
+    each in its own thread pool, so the cores stay busy while memory stays bounded by a few images.
+    With a ``shard`` of several ranks (see :mod:`sclle.enhancement.shard`) rank 0 plans, each rank
+    enhances its share, and every rank returns the merged result of all of them.
+
+    Raises ``ValueError`` for invalid arguments (suffix, format, quality, workers); everything about a single
+    file (unreadable, too large, not writable...) becomes a line in the result instead.
+    """
+    check_suffix(suffix)
+    if not 1 <= int(quality) <= 100:
+        raise ValueError(f"quality must be in 1..100, got {quality}")
+    if format is not None and canonical_format(format) is None:
+        raise ValueError(f"unknown output format {format!r}")
+    if int(workers) < 1:
+        raise ValueError(f"workers must be at least 1, got {workers}")
+    shard = shard or Shard()
+    t0 = time.perf_counter()
+    out_dir = Path(out_dir)
+    with process_group(shard):
+        planned = None
+        if shard.main:
+            planned = _plan(
+                inputs, out_dir, recursive=recursive, format=format, suffix=suffix, compare=compare,
+                overwrite=overwrite,
+            )  # fmt: skip
+        jobs, result = share(shard, planned)
+        if not shard.main:
+            result = BatchResult()  # the planning lines are rank 0's to report
+        _run(
+            shard.select(jobs, key=lambda job: str(job[0])), engine, result, format=format, quality=quality,
+            overwrite=overwrite, compare=compare, workers=int(workers), progress=progress and shard.main,
+            max_pixels=max_pixels,
+        )  # fmt: skip
+        result.seconds = time.perf_counter() - t0
+        return _merge(gather(shard, result))
+
+
+def _run(
+    jobs: Sequence[tuple[Path, Path]],
+    engine: Engine,
+    result: BatchResult,
+    *,
+    format: str | None,
+    quality: int,
+    overwrite: bool,
+    compare: bool,
+    workers: int,
+    progress: bool,
+    max_pixels: int | None,
+) -> None:
+    """Enhance ``jobs`` into ``result``: read ahead, compute here, write behind, lines in job order."""
+
+    def load(src: Path) -> tuple[imageio.Image, torch.Tensor]:
+        img = imageio.read_image(src, max_pixels=max_pixels)
+        return img, imageio.to_tensor(img.rgb)
+
+    def write(img: imageio.Image, out: torch.Tensor, dst: Path) -> tuple[list[Path], list[str]]:
+        rgb = imageio.from_tensor(out)
         written: list[Path] = []
         skipped: list[str] = []
         with warnings.catch_warnings():  # notes are collected below and reported once, not per file
@@ -201,15 +277,29 @@ def enhance_files(
         return written, skipped
 
     def prefetch(pool: ThreadPoolExecutor) -> Iterator[tuple[Path, Path, Future]]:
-        # Keep a few decodes in flight ahead of the network.
-        pending: list[tuple[Path, Path, Future]] = []
+        # At most ``workers`` decodes in flight ahead of the network.
+        pending: deque[tuple[Path, Path, Future]] = deque()
         for src, dst in jobs:
-            pending.append((src, dst, pool.submit(imageio.read_image, src, max_pixels=max_pixels)))
+            pending.append((src, dst, pool.submit(load, src)))
             if len(pending) > workers:
-                yield pending.pop(0)
+                yield pending.popleft()
         yield from pending
 
-    writes: list[tuple[Path, Future]] = []
+    def settle(src: Path, wf: Future) -> None:
+        try:
+            written, skipped = wf.result()
+        except SclleError as exc:
+            result.failed.append(str(exc))
+        except OSError as exc:
+            result.failed.append(f"{src}: could not write output ({exc.strerror or exc})")
+        except Exception as exc:  # e.g. a result with NaN from broken weights
+            result.failed.append(_fail_reason(src, exc))
+        else:
+            result.written.extend(written)
+            result.skipped.extend(skipped)
+            result.enhanced += 1 if written else 0
+
+    writes: deque[tuple[Path, Future]] = deque()
     with (
         ThreadPoolExecutor(max_workers=workers) as readers,
         ThreadPoolExecutor(max_workers=workers) as writers,
@@ -217,33 +307,20 @@ def enhance_files(
         bar = tqdm(total=len(jobs), desc="enhance", unit="img", disable=not progress)
         for src, dst, fut in prefetch(readers):
             try:
-                img = fut.result()
+                img, x = fut.result()
                 for note in imageio.conversion_notes(img, format or img.format or "PNG"):
                     if note not in result.notes:
                         result.notes.append(note)
-                out = engine(imageio.to_tensor(img.rgb))
-                rgb = imageio.from_tensor(out)
-                writes.append((src, writers.submit(write, img, rgb, dst)))
+                writes.append((src, writers.submit(write, img, engine(x), dst)))
             except SclleError as exc:
                 result.failed.append(str(exc))
             except (RuntimeError, MemoryError) as exc:  # e.g. out of memory on a huge image
                 result.failed.append(f"{_fail_reason(src, exc)} (try --tile 512 or --fast)")
             except Exception as exc:  # a batch reports and goes on; never a traceback for one file
                 result.failed.append(_fail_reason(src, exc))
+            while len(writes) > workers:  # bounded: wait for the oldest (a count, not a timing: same
+                settle(*writes.popleft())  # order of lines on every run)
             bar.update(1)
+        while writes:
+            settle(*writes.popleft())
         bar.close()
-        for src, wf in writes:
-            try:
-                written, skipped = wf.result()
-            except SclleError as exc:
-                result.failed.append(str(exc))
-            except OSError as exc:
-                result.failed.append(f"{src}: could not write output ({exc.strerror or exc})")
-            except Exception as exc:  # e.g. a result with NaN from broken weights
-                result.failed.append(_fail_reason(src, exc))
-            else:
-                result.written.extend(written)
-                result.skipped.extend(skipped)
-                result.enhanced += 1 if written else 0
-    result.seconds = time.perf_counter() - t0
-    return result

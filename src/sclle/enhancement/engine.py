@@ -108,7 +108,9 @@ def tiled_map(fn, x: torch.Tensor, tile: int, halo: int, out_channels: int | Non
     return out
 
 
-def tiled_enhance(net: Enhancer, x: torch.Tensor, tile: int, overlap: int | None = None, strength: float = 1.0):
+def tiled_enhance(
+    net: Enhancer, x: torch.Tensor, tile: int, overlap: int | None = None, strength: float = 1.0
+):
     """Exact enhancement tile by tile; equals ``net.apply(x, net(x))`` (kept for scripts and tests)."""
     halo = halo_for(net, overlap)
     return tiled_map(lambda t: net.apply(t, net(t), strength=strength), x, tile, halo)
@@ -128,6 +130,11 @@ def _lerp_index(
     return i0, i1, (src - i0).to(torch.float32)
 
 
+#: Output rows per chunk of :func:`upsample_apply_curves`: its width-upsampled maps are made per chunk,
+#: so their memory is bounded (24 maps x ~70 small rows x width; 54 MB at 8000 px wide) whatever the height.
+APPLY_CHUNK_ROWS = 256
+
+
 def upsample_apply_curves(
     x: torch.Tensor,
     small_curves: torch.Tensor,
@@ -139,33 +146,55 @@ def upsample_apply_curves(
 ) -> torch.Tensor:
     """``apply_le_curves(x, upsample(small_curves))`` without materialising full-size curve maps.
 
-    Fast mode's cost at full resolution is upsampling the maps and 8 curve steps; done a band of ``rows``
-    rows at a time (width upsampled once, height interpolated per band, steps in place), the working
-    set stays in cache: 2-3x faster than the plain form, equal to it up to float rounding. ``repeats``
-    applies each 3-channel map that many times (Zero-DCE++ applies one map 8 times).
+    Fast mode's cost at full resolution is upsampling the maps and 8 curve steps. Separable bilinear:
+    the width is upsampled once per chunk of :data:`APPLY_CHUNK_ROWS` output rows (only the small rows
+    that chunk needs; rows interpolated onto themselves are copied exactly, so chunking changes no bit),
+    then each output row is interpolated from two row *views* straight into one reused band buffer of
+    ``rows`` rows, and the curve steps run in place on the output. The working set stays in cache and
+    nothing full-size is allocated but the output (BENCHMARKS.md, fast mode). ``repeats`` applies each
+    3-channel map that many times (Zero-DCE++ applies one map 8 times).
     """
     _, _, h_out, w_out = x.shape
     h_in = small_curves.shape[-2]
-    cw = F.interpolate(
-        small_curves.float(), size=(h_in, w_out), mode="bilinear", align_corners=align_corners
-    ).contiguous()
-    y0, y1, wy = _lerp_index(h_in, h_out, align_corners, x.device)
-    xc = x.contiguous()
-    out = torch.empty_like(xc)
-    for a in range(0, h_out, rows):
-        b = min(a + rows, h_out)
-        c = torch.lerp(cw[:, :, y0[a:b]], cw[:, :, y1[a:b]], wy[a:b].view(1, 1, -1, 1))
-        if strength != 1.0:
-            c.mul_(strength).clamp_(-1.0, 1.0)
-        xs = xc[:, :, a:b].clone()
-        t = torch.empty_like(xs)
-        for k in range(0, c.shape[1], 3):
-            r = c[:, k : k + 3]
-            for _ in range(repeats):
-                torch.mul(xs, xs, out=t)
-                t.sub_(xs)
-                xs.addcmul_(r, t)  # x <- x + r (x^2 - x)
-        out[:, :, a:b] = xs.clamp_(0.0, 1.0)
+    small = small_curves.float()
+    i0, i1, w = _lerp_index(h_in, h_out, align_corners, x.device)
+    out = x.contiguous().clone()
+    n_maps = small.shape[1]
+    on_cpu = x.device.type == "cpu"
+    if on_cpu:
+        y0, y1, wy = i0.tolist(), i1.tolist(), w.tolist()  # float32 values, exact as Python floats
+        chunk = max(rows, APPLY_CHUNK_ROWS // rows * rows)
+    else:  # a GPU wants few large kernels, not one launch per row: one chunk, one band, gathered rows
+        rows = chunk = h_out
+    band = (
+        torch.empty((x.shape[0], n_maps, rows, w_out), dtype=small.dtype, device=x.device) if on_cpu else None
+    )
+    tmp = torch.empty((x.shape[0], 3, rows, w_out), dtype=out.dtype, device=x.device)
+    for ca in range(0, h_out, chunk):
+        cb = min(ca + chunk, h_out)
+        lo, hi = int(i0[ca]), int(i1[cb - 1]) + 1  # the small rows this chunk reads (indices are sorted)
+        cw = F.interpolate(
+            small[:, :, lo:hi], size=(hi - lo, w_out), mode="bilinear", align_corners=align_corners
+        ).contiguous()
+        for a in range(ca, cb, rows):
+            b = min(a + rows, cb)
+            if band is None:
+                c = torch.lerp(cw[:, :, i0[a:b] - lo], cw[:, :, i1[a:b] - lo], w[a:b].view(1, 1, -1, 1))
+            else:
+                c = band[:, :, : b - a]
+                for i in range(a, b):
+                    torch.lerp(cw[:, :, y0[i] - lo], cw[:, :, y1[i] - lo], wy[i], out=c[:, :, i - a])
+            if strength != 1.0:
+                c.mul_(strength).clamp_(-1.0, 1.0)
+            xs = out[:, :, a:b]
+            t = tmp[:, :, : b - a]
+            for k in range(0, n_maps, 3):
+                r = c[:, k : k + 3]
+                for _ in range(repeats):
+                    torch.mul(xs, xs, out=t)
+                    t.sub_(xs)
+                    xs.addcmul_(r, t)  # x <- x + r (x^2 - x)
+            xs.clamp_(0.0, 1.0)
     return out
 
 
@@ -287,6 +316,10 @@ class Engine:
         tile = self._tile_size(*x.shape[-2:])
 
         def run(t: torch.Tensor) -> torch.Tensor:
+            if (
+                self._nhwc
+            ):  # per tile: a full-size channels-last copy of a big image would cost its size again
+                t = t.contiguous(memory_format=torch.channels_last)
             return net.apply(t, self._params(t), strength=strength)
 
         return run(x) if tile is None else tiled_map(run, x, tile, self.halo)
@@ -309,7 +342,11 @@ class Engine:
         """Full-resolution params (strength applied for curve maps) for ``x``; for analysis and tests."""
         s = self.scale
         c = self.net.params_at_scale(x, s) if s is not None else self.net(x)
-        return scale_curves(c, self.config.strength) if self.net.family == "curves" else c
+        strength: float | torch.Tensor = self.config.strength
+        auto = self.net.image_strength(x)
+        if auto is not None:
+            strength = strength * auto.view(-1, 1, 1, 1)
+        return scale_curves(c, strength) if self.net.family == "curves" else c
 
     @torch.inference_mode()
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
@@ -317,10 +354,16 @@ class Engine:
         cfg = self.config
         if cfg.strength == 0.0:
             return x.clone()  # exactly the input, whatever its dtype or device
-        src_device, src_dtype = x.device, x.dtype
+        src, src_device, src_dtype = x, x.device, x.dtype
         x = x.to(self.device, torch.float32)
-        if self._nhwc:
-            x = x.contiguous(memory_format=torch.channels_last)
+        strength = cfg.strength
+        auto = self.net.image_strength(x)  # the model's own per-image strength, from the whole image
+        if auto is not None:
+            if x.shape[0] > 1:  # one strength per image: run them one by one (each path takes a number)
+                return torch.cat([self(src[i : i + 1]) for i in range(src.shape[0])])
+            strength = cfg.strength * float(auto[0])
+            if strength == 0.0:
+                return src.clone()  # the model leaves this (bright) image alone
         s = self.scale
-        y = self._enhance_full(x, cfg.strength) if s is None else self._enhance_scaled(x, s, cfg.strength)
+        y = self._enhance_full(x, strength) if s is None else self._enhance_scaled(x, s, strength)
         return y.to(src_device, src_dtype).contiguous()

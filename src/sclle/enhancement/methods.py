@@ -13,13 +13,19 @@ Evaluation and benchmarks take method *names* so that every method runs through 
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from sclle.errors import SclleError
+
+if TYPE_CHECKING:
+    from sclle.core.registry import Registry
+    from sclle.enhancement.baselines import BaselineInfo
 
 ImageFn = Callable[[torch.Tensor], torch.Tensor]
 
@@ -44,7 +50,8 @@ def _identity(x: torch.Tensor) -> torch.Tensor:
     return x
 
 
-def _baselines() -> dict:
+def _baselines() -> Registry[BaselineInfo]:
+    """The baselines registry, imported late: it pulls in OpenCV and SciPy."""
     from sclle.enhancement.baselines import BASELINES
 
     return BASELINES
@@ -87,7 +94,7 @@ def get_method(spec: str, *, device: str = "cpu", weights: str | Path | None = N
         return Method(spec, _identity, "identity", "the input, unchanged", fingerprint="identity")
     baselines = _baselines()
     if spec in baselines:
-        b = baselines[spec]
+        b = baselines.get(spec)
         fp = hashlib.sha256(f"{spec}:{getattr(b, 'description', '')}".encode()).hexdigest()[:16]
         return Method(spec, b.fn, "baseline", getattr(b, "description", ""), fingerprint=fp)
     base, fast = _parse_mode(spec)
@@ -95,6 +102,9 @@ def get_method(spec: str, *, device: str = "cpu", weights: str | Path | None = N
         entry = get_entry(base)
         engine = build_engine(base, weights=weights, fast_scale=fast, device=device)
         fp = f"{entry.sha256[:16]}:{engine.scale}"
+        if entry.arch_kwargs:  # same file, other architecture settings (e.g. adaptive exposure): other scores
+            kw = json.dumps(dict(entry.arch_kwargs), sort_keys=True)
+            fp += ":" + hashlib.sha256(kw.encode()).hexdigest()[:8]
         return Method(spec, engine, "model", entry.meta.get("source", ""), fingerprint=fp, meta=entry.meta)
     p = Path(base).expanduser()
     if p.is_file():

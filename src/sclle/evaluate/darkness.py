@@ -26,6 +26,7 @@ from sclle.core.files import atomic_write
 from sclle.data.camvid import CLASS_NAMES, CamVid
 from sclle.data.darken import gamma_darken
 from sclle.enhancement.methods import ImageFn
+from sclle.evaluate.plots import figure_png, pyplot
 from sclle.evaluate.segmentation import evenly_spaced_loader, seg_scores
 from sclle.metrics.segmentation import SegConfusion
 
@@ -55,11 +56,7 @@ def _markdown(rows: list[dict], names: list[str], gammas: Sequence[float]) -> st
 
 
 def _plot(rows: list[dict], names: list[str], gammas: Sequence[float], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
     for name in names:
         ys = [
@@ -73,10 +70,7 @@ def _plot(rows: list[dict], names: list[str], gammas: Sequence[float], path: Pat
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    atomic_write(path, buf.getvalue())
+    atomic_write(path, figure_png(fig))
 
 
 @torch.no_grad()

@@ -34,6 +34,8 @@ from urllib.parse import parse_qsl
 
 import torch
 
+from sclle.core.files import hash_file, natural_sorted
+from sclle.core.sampling import evenly_spaced
 from sclle.errors import SclleError
 
 Kind = Literal["folder", "paired", "synthetic"]
@@ -136,9 +138,15 @@ class DatasetSpec:
         )
 
     def items(self, limit: int | None = None) -> list[DatasetItem]:
-        """The dataset's images in natural sort order (2 before 10); the first ``limit`` if given."""
+        """The dataset's images in natural sort order (2 before 10); ``limit`` of them, evenly spaced, if given.
+
+        Evenly spaced, not the first N: CamVid's test split is two sequences (dusk, then day), and its
+        first 20 images are all dusk.
+        """
         items = _scan(self)
-        return items if limit is None else items[: max(0, limit)]
+        if limit is not None and limit <= 0:
+            return []
+        return [items[i] for i in evenly_spaced(len(items), limit)]
 
     def load(self, item: DatasetItem) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(input, reference or None), each (1, 3, H, W) float32 in [0, 1].
@@ -183,16 +191,12 @@ def darken_synthetic(ref: torch.Tensor, protocol: SyntheticProtocol, index: int)
 
 
 def _file_digest(path: Path) -> bytes:
-    h = hashlib.sha1()
     try:
-        with open(path, "rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                h.update(chunk)
+        return hash_file(path, "sha1").digest()
     except OSError as exc:
         from sclle.errors import ImageReadError
 
         raise ImageReadError(f"cannot read file ({exc.strerror or exc})", path) from exc
-    return h.digest()
 
 
 def _find(folder: Path, recursive: bool) -> list[Path]:
@@ -200,11 +204,6 @@ def _find(folder: Path, recursive: bool) -> list[Path]:
 
     found, _errors = find_images([folder], recursive=recursive)  # an empty folder is reported by the caller
     return sorted(p for p, _base in found)
-
-
-def natural_key(text: str) -> list[int | str]:
-    """Sort key that orders ``2`` before ``10`` (file names of most benchmarks are numbers)."""
-    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", text)]
 
 
 def _stem_key(path: Path, folder: Path) -> str:
@@ -255,13 +254,13 @@ def _scan(spec: DatasetSpec) -> list[DatasetItem]:
                     f"{len(only_high)} in high/ without a low/ match (e.g. {', '.join(only_high[:3])})"
                 )
             raise SclleError("unmatched files: " + "; ".join(parts) + " (files are matched by stem)", root)
-        return [DatasetItem(k, low[k], high[k], i) for i, k in enumerate(sorted(low, key=natural_key))]
+        return [DatasetItem(k, low[k], high[k], i) for i, k in enumerate(natural_sorted(low))]
     files = _unique_keys(_find(root, spec.recursive), root)
     if not files:
         raise SclleError("no images found (empty folder or no supported image files)", root)
     if spec.kind == "synthetic":
-        return [DatasetItem(k, files[k], files[k], i) for i, k in enumerate(sorted(files, key=natural_key))]
-    return [DatasetItem(k, files[k], None, i) for i, k in enumerate(sorted(files, key=natural_key))]
+        return [DatasetItem(k, files[k], files[k], i) for i, k in enumerate(natural_sorted(files))]
+    return [DatasetItem(k, files[k], None, i) for i, k in enumerate(natural_sorted(files))]
 
 
 def _split_name(text: str) -> tuple[str | None, str]:

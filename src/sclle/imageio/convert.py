@@ -16,7 +16,7 @@ import numpy as np
 from PIL import Image as PILImage
 from PIL import ImageCms
 
-from sclle.imageio.formats import EXIF_HEADER, canonical_format
+from sclle.imageio.formats import canonical_format, with_exif_header
 
 if TYPE_CHECKING:
     import torch
@@ -131,6 +131,32 @@ def decode_pil(im: PILImage.Image) -> tuple[np.ndarray, np.ndarray | None, str, 
     raise ValueError(f"image mode {m!r} is not supported (only 8/16-bit gray, RGB, RGBA, palette)")
 
 
+def decoded_image(
+    color: np.ndarray,
+    alpha: np.ndarray | None,
+    mode: str,
+    depth: int,
+    *,
+    format: str,
+    exif: bytes | None,
+    icc_profile: bytes | None,
+    path: Path | None = None,
+) -> Image:
+    """The :class:`Image` of decoded samples (gray replicated to RGB, floats in [0, 1]): files and Pillow
+    images become the same record whichever decoder read them."""
+    rgb = gray_to_rgb(color) if mode == "gray" else to_float(color)
+    return Image(
+        rgb=rgb,
+        alpha=alpha,
+        mode=mode,  # type: ignore[arg-type]
+        bit_depth=depth,  # type: ignore[arg-type]
+        format=format,
+        exif=exif,
+        icc_profile=icc_profile,
+        path=path,
+    )
+
+
 def from_array(arr: np.ndarray) -> Image:
     """Wrap a numpy image (``HxW`` or ``HxWxC``, C = 1 gray, 2 gray+alpha, 3 RGB, 4 RGBA).
 
@@ -194,16 +220,13 @@ def from_pil(img: PILImage.Image) -> Image:
         raise ValueError(f"image has zero size ({img.width}x{img.height})")
     color, alpha, mode, depth, icc = decode_pil(img)
     exif = img.info.get("exif") or None
-    if isinstance(exif, bytes) and not exif.startswith(EXIF_HEADER):
-        exif = EXIF_HEADER + exif
-    rgb = gray_to_rgb(color) if mode == "gray" else to_float(color)
-    return Image(
-        rgb=rgb,
-        alpha=alpha,
-        mode=mode,  # type: ignore[arg-type]
-        bit_depth=depth,  # type: ignore[arg-type]
+    return decoded_image(
+        color,
+        alpha,
+        mode,
+        depth,
         format=canonical_format(img.format or "") or "",
-        exif=exif if isinstance(exif, bytes) else None,
+        exif=with_exif_header(exif) if isinstance(exif, bytes) else None,
         icc_profile=icc,
     )
 

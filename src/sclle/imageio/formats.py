@@ -20,6 +20,7 @@ __all__ = [
     "ConversionWarning",
     "canonical_format",
     "is_supported",
+    "with_exif_header",
     "unsupported_type",
 ]
 
@@ -43,6 +44,11 @@ DEPTH16_FORMATS = ("PNG", "TIFF")
 ALPHA_FORMATS = ("PNG", "TIFF", "WEBP")
 METADATA_FORMATS = ("JPEG", "PNG", "WEBP", "TIFF")
 EXIF_HEADER = b"Exif\x00\x00"
+
+
+def with_exif_header(raw: bytes) -> bytes:
+    """An EXIF block as JPEG/WebP writers want it: ``Exif\\0\\0`` first (Pillow gives it with or without)."""
+    return raw if raw.startswith(EXIF_HEADER) else EXIF_HEADER + raw
 
 
 class ConversionWarning(UserWarning):

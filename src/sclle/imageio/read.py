@@ -17,8 +17,15 @@ from PIL import ExifTags, UnidentifiedImageError
 from PIL import Image as PILImage
 
 from sclle.errors import ImageReadError
-from sclle.imageio.convert import Image, decode_pil, gray_to_rgb, to_float
-from sclle.imageio.formats import EXIF_HEADER, FORMATS_TEXT, canonical_format, is_supported, unsupported_type
+from sclle.imageio.convert import Image, decode_pil, decoded_image
+from sclle.imageio.formats import (
+    EXIF_HEADER,
+    FORMATS_TEXT,
+    canonical_format,
+    is_supported,
+    unsupported_type,
+    with_exif_header,
+)
 
 __all__ = ["DEFAULT_MAX_PIXELS", "read_image"]
 
@@ -105,8 +112,7 @@ def _kept_exif(im: PILImage.Image, fmt: str, orientation: int) -> bytes | None:
         return None
     if isinstance(raw, PILImage.Exif):  # pragma: no cover - defensive, Pillow stores bytes
         raw = raw.tobytes()
-    if not raw.startswith(EXIF_HEADER):
-        raw = EXIF_HEADER + raw
+    raw = with_exif_header(raw)
     if orientation == 1:
         return raw
     patched = _patch_orientation(raw)
@@ -231,14 +237,4 @@ def read_image(path: str | Path, *, max_pixels: int | None = DEFAULT_MAX_PIXELS)
     color = _apply_orientation(color, orientation)
     if alpha is not None:
         alpha = _apply_orientation(alpha, orientation)
-    rgb = gray_to_rgb(color) if mode == "gray" else to_float(color)
-    return Image(
-        rgb=rgb,
-        alpha=alpha,
-        mode=mode,  # type: ignore[arg-type]
-        bit_depth=depth,  # type: ignore[arg-type]
-        format=fmt,
-        exif=exif,
-        icc_profile=icc,
-        path=p,
-    )
+    return decoded_image(color, alpha, mode, depth, format=fmt, exif=exif, icc_profile=icc, path=p)

@@ -35,7 +35,9 @@ Usage (the trainer computes the pool statistics once and caches them, keyed on
 
 Every enabled term appears in the returned dict *already weighted*; disabled terms (ablation
 switch off or weight 0) are absent. Missing inputs for an enabled term raise ``ValueError``
-instead of silently training a different objective.
+instead of silently training a different objective. Which terms are on is decided in one place,
+:meth:`LossConfig.active_terms`; :meth:`SCLObjective.requirements` says what those terms need (pool,
+negative kinds, labels, segmenter, second-scale curves, VGG layers), so a trainer builds only that.
 """
 
 from __future__ import annotations
@@ -73,6 +75,7 @@ from sclle.models.vgg import VGG16_LAYERS, VGG16Features
 __all__ = [
     "LossConfig",
     "LossWeights",
+    "ObjectiveNeeds",
     "PoolStats",
     "SCLObjective",
     "compute_pool_stats",
@@ -98,6 +101,28 @@ class LossWeights:
     spatial_consistency: float = 0.0
     #: not in SCL-LLE: Zero-DCE's exposure control L_exp (16x16 patch means towards a level; off).
     exposure: float = 0.0
+
+
+@dataclass(frozen=True)
+class ObjectiveNeeds:
+    """What one objective evaluation needs, derived from the weights and switches.
+
+    A trainer builds only what is needed (no pool, segmenter or second enhancer pass for a term
+    that is off) and never re-derives it from the config.
+    """
+
+    #: positives from the contrastive pool (``pos_stats``): a contrastive term is on.
+    pool: bool
+    #: negative kinds (``UNDER_EXPOSED``/``OVER_EXPOSED``) to pass as ``neg_stats``; empty: none.
+    negatives: tuple[int, ...]
+    #: class labels: a semantic term is on.
+    labels: bool
+    #: logits of the frozen segmenter on the enhanced image (``seg_logits``): the CE term is on.
+    segmenter: bool
+    #: curve maps estimated at a smaller scale (``curves_small_up``): scale consistency is on.
+    second_scale: bool
+    #: VGG layers :meth:`SCLObjective.forward` reads (empty: no VGG pass).
+    vgg_layers: tuple[str, ...]
 
 
 @dataclass
@@ -155,8 +180,50 @@ class LossConfig:
 
     @property
     def vgg_layers(self) -> tuple[str, ...]:
-        """The VGG layers the objective needs (Gram layers + preservation layer)."""
+        """The VGG layers the objective's extractor computes (Gram layers + preservation layer)."""
         return tuple(dict.fromkeys((*self.gram_layers, self.preservation_layer)))
+
+    def active_terms(self) -> tuple[str, ...]:
+        """The terms switched on (weight != 0 and ablation switch on), named as in the loss dict.
+
+        The one place that decides which terms are on: :meth:`SCLObjective.forward` computes exactly
+        these and :meth:`requirements` derives from them what a trainer must provide.
+        """
+        w = self.weights
+        switches = {
+            "contrastive_gram": self.use_contrastive,
+            "contrastive_brightness": self.use_contrastive,
+            "semantic_brightness": self.use_semantic,
+            "segmentation_ce": self.use_semantic,
+            "feature_preservation": self.use_preservation,
+        }
+        return tuple(f.name for f in fields(w) if getattr(w, f.name) != 0.0 and switches.get(f.name, True))
+
+    def negative_kinds(self) -> tuple[int, ...]:
+        """Kinds of negatives the ablation switches keep (empty: the contrastive terms only pull)."""
+        if not self.use_negatives:
+            return ()
+        return tuple(
+            k
+            for k, on in ((UNDER_EXPOSED, self.use_under_negatives), (OVER_EXPOSED, self.use_over_negatives))
+            if on
+        )
+
+    def requirements(self) -> ObjectiveNeeds:
+        """What the active terms need as inputs (see :class:`ObjectiveNeeds`)."""
+        on = set(self.active_terms())
+        pool = bool(on & {"contrastive_gram", "contrastive_brightness"})
+        layers = self.gram_layers if pool else ()
+        if "feature_preservation" in on:
+            layers = (*layers, self.preservation_layer)
+        return ObjectiveNeeds(
+            pool=pool,
+            negatives=self.negative_kinds() if pool else (),
+            labels=bool(on & {"semantic_brightness", "segmentation_ce"}),
+            segmenter="segmentation_ce" in on,
+            second_scale="scale_consistency" in on,
+            vgg_layers=tuple(dict.fromkeys(layers)),
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict (YAML/JSON friendly; tuples become lists)."""
@@ -205,23 +272,18 @@ class SCLObjective(nn.Module):
             raise ValueError(f"vgg does not compute {missing}; it has {vgg.layers}")
         self.vgg = vgg
 
-    def _active(self, weight: float, switch: bool = True) -> bool:
-        return switch and weight != 0.0
+    def requirements(self) -> ObjectiveNeeds:
+        """What :meth:`forward` needs for this config (pool, negative kinds, segmenter, second scale)."""
+        return self.config.requirements()
 
     def select_negatives(self, neg: PoolStats | None) -> PoolStats | None:
         """Negatives after the ablation switches (``None`` = contrastive term without push)."""
         cfg = self.config
-        if neg is None or not cfg.use_negatives:
+        kinds = cfg.negative_kinds()
+        if neg is None or not kinds:
             return None
         if cfg.use_under_negatives and cfg.use_over_negatives:
             return neg
-        kinds = [
-            k
-            for k, on in ((UNDER_EXPOSED, cfg.use_under_negatives), (OVER_EXPOSED, cfg.use_over_negatives))
-            if on
-        ]
-        if not kinds:
-            return None
         if neg.kind is None:
             raise ValueError("neg_stats.kind is needed to drop under- or over-exposed negatives")
         return neg.of_kind(*kinds)
@@ -262,20 +324,18 @@ class SCLObjective(nn.Module):
             raise ValueError(f"curve_maps {tuple(curve_maps.shape)} do not match images {tuple(low.shape)}")
 
         out: dict[str, torch.Tensor] = {}
-        use_con = self._active(w.contrastive_gram, cfg.use_contrastive) or self._active(
-            w.contrastive_brightness, cfg.use_contrastive
-        )
-        use_fr = self._active(w.feature_preservation, cfg.use_preservation)
-        feats = self.vgg(enhanced) if (use_con or use_fr) else None
+        on = set(cfg.active_terms())
+        needs = cfg.requirements()
+        feats = self.vgg(enhanced) if needs.vgg_layers else None
 
-        if use_con:
+        if needs.pool:
             if pos_stats is None:
                 raise ValueError(
                     "pos_stats are required by the contrastive loss (or set use_contrastive=False)"
                 )
-            neg = self.select_negatives(neg_stats)
-            if cfg.use_negatives and neg_stats is None:
+            if needs.negatives and neg_stats is None:
                 raise ValueError("neg_stats are required (or set use_negatives=False)")
+            neg = self.select_negatives(neg_stats)
             assert feats is not None
             c = contrastive_loss(
                 {n: gram_matrix(feats[n]) for n in cfg.gram_layers},
@@ -290,18 +350,18 @@ class SCLObjective(nn.Module):
                 aggregate=cfg.aggregate,
                 brightness_stat=cfg.brightness_stat,
             )
-            if w.contrastive_gram != 0.0:
+            if "contrastive_gram" in on:
                 out["contrastive_gram"] = w.contrastive_gram * c["gram"]
-            if w.contrastive_brightness != 0.0:
+            if "contrastive_brightness" in on:
                 out["contrastive_brightness"] = w.contrastive_brightness * c["brightness"]
 
-        if self._active(w.semantic_brightness, cfg.use_semantic):
+        if "semantic_brightness" in on:
             if labels is None:
                 raise ValueError("labels are required by the semantic loss (or set use_semantic=False)")
             out["semantic_brightness"] = w.semantic_brightness * semantic_brightness_loss(
                 enhanced, labels, ignore_index=cfg.ignore_index
             )
-        if self._active(w.segmentation_ce, cfg.use_semantic):
+        if needs.segmenter:
             if labels is None or seg_logits is None:
                 raise ValueError(
                     "labels and seg_logits are required by the segmentation loss "
@@ -311,24 +371,24 @@ class SCLObjective(nn.Module):
                 seg_logits, labels, ignore_index=cfg.ignore_index
             )
 
-        if use_fr:
+        if "feature_preservation" in on:
             assert feats is not None
             with torch.no_grad():
                 f_in = self.vgg(low)[cfg.preservation_layer]
             out["feature_preservation"] = w.feature_preservation * feature_preservation_loss(
                 f_in, feats[cfg.preservation_layer]
             )
-        if w.color != 0.0:
+        if "color" in on:
             out["color"] = w.color * color_constancy_loss(enhanced)
-        if w.smoothness != 0.0:
+        if "smoothness" in on:
             out["smoothness"] = w.smoothness * curve_smoothness_loss(curve_maps)
-        if w.spatial_consistency != 0.0:
+        if "spatial_consistency" in on:
             out["spatial_consistency"] = w.spatial_consistency * spatial_consistency_loss(low, enhanced)
-        if w.exposure != 0.0:
+        if "exposure" in on:
             out["exposure"] = w.exposure * exposure_control_loss(
                 enhanced, cfg.exposure_level, cfg.exposure_patch
             )
-        if w.scale_consistency != 0.0:
+        if needs.second_scale:
             if curves_small_up is None:
                 raise ValueError("curves_small_up is required when weights.scale_consistency > 0")
             out["scale_consistency"] = w.scale_consistency * scale_consistency_loss(

@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from sclle.models.dce import fast_curves  # the model's own curve resampling, shared with inference
 from sclle.models.vgg import VGG16Features
 
 
@@ -122,8 +123,6 @@ def estimate_curves_at_scale(net: nn.Module, image: torch.Tensor, scale: float =
         raise ValueError(f"image must be (B, 3, H, W), got {tuple(image.shape)}")
     if not 0.0 < scale <= 1.0:
         raise ValueError(f"scale must be in (0, 1], got {scale}")
-    from sclle.models.dce import fast_curves  # one resampling for training and inference
-
     return fast_curves(net, image, scale)
 
 

@@ -1,10 +1,9 @@
-"""Shared helpers for the image-quality metrics: input checks and MATLAB-compatible conversions.
+"""Shared helpers for the image-quality metrics: input checks and MATLAB-compatible filtering.
 
-The published reference values of NIQE, PIQE, SSIM, PSNR and entropy were computed by MATLAB code
-on 8-bit images, so the helpers here reproduce what MATLAB sees: the [0, 1] tensor quantised to
-uint8 (``round(255 x)``), ``rgb2gray`` / ``rgb2ycbcr`` rounded back to uint8, and ``imresize``'s
-antialiased bicubic kernel. All arithmetic is float64 (MATLAB doubles); the calibration tests
-depend on it.
+The published reference values were computed by MATLAB on 8-bit images, so the filters here
+reproduce MATLAB's (``fspecial('gaussian')``, ``imfilter``/``filter2`` borders, ``imresize``'s
+antialiased bicubic kernel); the colour conversions are in :mod:`sclle.metrics.color`. All
+arithmetic is float64 (MATLAB doubles); the calibration tests depend on it.
 """
 
 from __future__ import annotations
@@ -14,32 +13,21 @@ import math
 import torch
 import torch.nn.functional as F
 
-#: First row of inv([1 0.956 0.621; 1 -0.272 -0.647; 1 -1.106 1.703]), MATLAB ``rgb2gray``'s weights.
-RGB2GRAY_WEIGHTS = (0.298936021293775, 0.587043074451121, 0.114020904255103)
-#: ITU-R BT.601 luma of MATLAB ``rgb2ycbcr`` (for R, G, B in [0, 1]; result in [16, 235]).
-RGB2Y_WEIGHTS = (65.481, 128.553, 24.966)
+from sclle.core import checks
 
 
 def check_image(x: torch.Tensor, name: str = "image", min_size: int = 1) -> None:
-    """Raise ValueError unless ``x`` is a float (B, 3, H, W) tensor in [0, 1].
-
-    Checked once at the public boundary so every metric fails the same, readable way.
-    """
-    if not isinstance(x, torch.Tensor):
-        raise ValueError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
-    if x.ndim != 4 or x.shape[1] != 3:
-        hint = " (add a batch dimension with x.unsqueeze(0))" if x.ndim == 3 and x.shape[0] == 3 else ""
-        raise ValueError(f"{name} must be (B, 3, H, W) RGB, got shape {tuple(x.shape)}{hint}")
-    if not x.is_floating_point():
-        raise ValueError(f"{name} must be a float tensor in [0, 1], got dtype {x.dtype}")
-    if x.shape[0] == 0 or x.shape[-1] < min_size or x.shape[-2] < min_size:
-        raise ValueError(f"{name} must be non-empty and at least {min_size}x{min_size}, got {tuple(x.shape)}")
-    if x.numel() > 0:
-        lo, hi = torch.aminmax(x)
-        if not (lo >= 0 and hi <= 1):  # also false for NaN
-            raise ValueError(
-                f"{name} values must lie in [0, 1], got min {lo.item():.4g}, max {hi.item():.4g}"
-            )
+    """:func:`sclle.core.checks.check_image` plus what a score needs: a non-empty batch of at least
+    ``min_size`` x ``min_size`` pixels, and a hint for the common mistake of a missing batch axis."""
+    if isinstance(x, torch.Tensor) and x.ndim == 3 and x.shape[0] == 3:
+        raise ValueError(
+            f"{name}: expected shape (B, 3, H, W), got {tuple(x.shape)} (add a batch dimension with x.unsqueeze(0))"
+        )
+    checks.check_image(x, name)
+    if x.shape[0] == 0 or min(x.shape[-2:]) < min_size:
+        raise ValueError(
+            f"{name}: expected a non-empty batch of at least {min_size}x{min_size}, got {tuple(x.shape)}"
+        )
 
 
 def check_pair(x: torch.Tensor, ref: torch.Tensor) -> None:
@@ -50,40 +38,6 @@ def check_pair(x: torch.Tensor, ref: torch.Tensor) -> None:
         raise ValueError(
             f"image and reference must have the same shape, got {tuple(x.shape)} and {tuple(ref.shape)}"
         )
-
-
-def to_uint8_levels(x: torch.Tensor, dtype: torch.dtype = torch.float64) -> torch.Tensor:
-    """Quantise a [0, 1] tensor to the integers 0..255 (as ``dtype``), as if saved as an 8-bit file.
-
-    Rounds halves up (MATLAB's rounding; x >= 0). Done in float32 (exact for these integers, and
-    half the memory traffic of float64), then cast.
-    """
-    work = x if x.dtype in (torch.float32, torch.float64) else x.float()
-    return torch.floor(work * 255.0 + 0.5).to(dtype)
-
-
-def rgb_to_gray255(x: torch.Tensor, quantize: bool = True) -> torch.Tensor:
-    """(B, 3, H, W) in [0, 1] -> (B, 1, H, W) float64 luminance in 0..255 like MATLAB ``rgb2gray``.
-
-    With ``quantize`` (default) the input is taken as its 8-bit image and the grey value is rounded,
-    as MATLAB's ``rgb2gray`` of a uint8 image; the calibration values (NIQE, PIQE, SSIM, entropy)
-    are only matched this way. Without it the conversion is done on the floats.
-    """
-    q = to_uint8_levels(x) if quantize else x.to(torch.float64) * 255.0
-    wr, wg, wb = RGB2GRAY_WEIGHTS
-    g = q[:, 0:1] * wr + q[:, 1:2] * wg + q[:, 2:3] * wb
-    return torch.floor(g + 0.5) if quantize else g  # g >= 0
-
-
-def rgb_to_y255(x: torch.Tensor, quantize: bool = True) -> torch.Tensor:
-    """(B, 3, H, W) in [0, 1] -> (B, 1, H, W) float64 BT.601 luma in 16..235 like MATLAB ``rgb2ycbcr``.
-
-    ``quantize`` as in :func:`rgb_to_gray255` (uint8 in, uint8 out).
-    """
-    q = to_uint8_levels(x) if quantize else x.to(torch.float64) * 255.0
-    wr, wg, wb = (c / 255.0 for c in RGB2Y_WEIGHTS)
-    y = 16.0 + q[:, 0:1] * wr + q[:, 1:2] * wg + q[:, 2:3] * wb
-    return torch.floor(y + 0.5) if quantize else y  # y >= 16
 
 
 def gaussian_kernel1d(size: int, sigma: float, device: torch.device | None = None) -> torch.Tensor:

@@ -9,7 +9,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from sclle.metrics._common import check_image, rgb_to_gray255
+from sclle.metrics._common import check_image
+from sclle.metrics.color import rgb_to_gray255
 
 
 @torch.no_grad()

@@ -21,7 +21,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from sclle.metrics._common import check_image, imresize_half, rgb_to_gray255, separable_filter
+from sclle.metrics._common import check_image, imresize_half, separable_filter
+from sclle.metrics.color import rgb_to_gray255
 
 BLOCK = 96
 #: The AGGD shape grid of ``estimateaggdparam.m`` (0.2:0.001:10).

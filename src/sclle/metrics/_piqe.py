@@ -16,7 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sclle.metrics._common import check_image, gaussian_kernel1d, rgb_to_gray255, separable_filter
+from sclle.metrics._common import check_image, gaussian_kernel1d, separable_filter
+from sclle.metrics.color import rgb_to_gray255
 
 BLOCK = 16
 _ACTIVITY_T = 0.1

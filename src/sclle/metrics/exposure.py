@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from sclle.core.checks import check_image
+from sclle.metrics._common import check_pair
 
 #: A channel counts as clipped when it rounds to 255 in 8 bits.
 CLIP_LEVEL = 254.5 / 255.0
@@ -18,10 +18,7 @@ CLIP_LEVEL = 254.5 / 255.0
 
 def clipped(image: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
     """(B,) float64: fraction of pixels clipped in ``image`` and not in ``reference``."""
-    check_image(image, "image")
-    check_image(reference, "reference")
-    if image.shape != reference.shape:
-        raise ValueError(f"image {tuple(image.shape)} and reference {tuple(reference.shape)} differ in shape")
+    check_pair(image, reference)
     new = (image >= CLIP_LEVEL).any(dim=1) & ~(reference >= CLIP_LEVEL).any(dim=1)
     return new.flatten(1).double().mean(dim=1)
 

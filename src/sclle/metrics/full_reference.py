@@ -24,14 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sclle.metrics._common import (
-    check_pair,
-    gaussian_kernel1d,
-    rgb_to_gray255,
-    rgb_to_y255,
-    separable_filter,
-    to_uint8_levels,
-)
+from sclle.metrics._common import check_pair, gaussian_kernel1d, separable_filter
+from sclle.metrics.color import rgb_to_gray255, rgb_to_y255, to_uint8_levels
 
 Color = Literal["rgb", "y", "gray"]
 _COLORS = ("rgb", "y", "gray")

@@ -7,6 +7,8 @@ predictions. Pixels whose label is ``ignore_index`` (255, or e.g. CamVid's "void
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
+
 import torch
 from torch import nn
 
@@ -114,15 +116,20 @@ class ConfusionMatrix(nn.Module):
         return f"num_classes={self.num_classes}, ignore_index={self.ignore_index}"
 
 
-__all__ = ["ConfusionMatrix", "confusion_matrix", "iou_from_confusion", "miou_from_confusion"]
+__all__ = [
+    "ConfusionMatrix",
+    "SegConfusion",
+    "confusion_matrix",
+    "iou_from_confusion",
+    "miou_from_confusion",
+    "segmenter_confusion",
+]
 
 
 class SegConfusion(ConfusionMatrix):
     """:class:`sclle.metrics.ConfusionMatrix` on a chosen device, with float summaries for reports."""
 
-    def __init__(
-        self, num_classes: int, ignore_index: int = 255, device: str | torch.device = "cpu"
-    ) -> None:
+    def __init__(self, num_classes: int, ignore_index: int = 255, device: str | torch.device = "cpu") -> None:
         super().__init__(num_classes, ignore_index)
         self.to(device)
 
@@ -131,3 +138,45 @@ class SegConfusion(ConfusionMatrix):
 
     def pixel_accuracy(self) -> float:  # type: ignore[override]
         return float(super().pixel_accuracy())
+
+    def per_class_iou(self, class_names: Sequence[str], digits: int | None = None) -> dict[str, float]:
+        """``{class name: IoU}``, rounded to ``digits`` if given (what logs and export metadata record)."""
+        iou = [float(v) for v in self.iou().tolist()]
+        return dict(zip(class_names, iou if digits is None else [round(v, digits) for v in iou], strict=True))
+
+    def summary(self, class_names: Sequence[str], digits: int = 5) -> dict:
+        """``{"miou", "pixel_accuracy", "per_class_iou"}`` rounded to ``digits``: the scores an export records."""
+        return {
+            "miou": round(self.miou(), digits),
+            "pixel_accuracy": round(self.pixel_accuracy(), digits),
+            "per_class_iou": self.per_class_iou(class_names, digits),
+        }
+
+
+@torch.no_grad()
+def segmenter_confusion(
+    model: nn.Module,
+    batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    num_classes: int,
+    *,
+    device: str | torch.device,
+    amp: bool = False,
+    ignore_index: int = 255,
+) -> SegConfusion:
+    """Confusion matrix of ``model``'s argmax over (image, label) batches already on ``device``.
+
+    The one evaluation loop of a segmenter (``sclle segment-eval``, the segmentation trainer's val/test):
+    eval mode while it runs, the caller's mode restored after; ``amp`` is bf16 autocast, on CUDA only.
+    """
+    dev = torch.device(device)
+    was_training = model.training
+    model.eval()
+    conf = SegConfusion(num_classes, ignore_index, device=dev)
+    try:
+        for x, y in batches:
+            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp and dev.type == "cuda"):
+                logits = model(x)
+            conf.update(logits.argmax(1), y)
+    finally:
+        model.train(was_training)
+    return conf

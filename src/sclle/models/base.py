@@ -55,8 +55,18 @@ class Enhancer(nn.Module):
     def apply(self, x: torch.Tensor, params: torch.Tensor, *, strength: float = 1.0) -> torch.Tensor:
         raise NotImplementedError  # pragma: no cover - abstract
 
-    def enhance(self, x: torch.Tensor, *, strength: float = 1.0) -> torch.Tensor:
+    def image_strength(self, x: torch.Tensor) -> torch.Tensor | None:
+        """A per-image strength (B,) the model chooses from the whole input, or None (always 1).
+
+        The engine asks for it once per image, before tiling, and multiplies the user's strength by it.
+        """
+        return None
+
+    def enhance(self, x: torch.Tensor, *, strength: float | torch.Tensor = 1.0) -> torch.Tensor:
         """The released arithmetic: params at the native scale, applied at full resolution."""
+        auto = self.image_strength(x)
+        if auto is not None:
+            strength = strength * auto.view(-1, 1, 1, 1)
         if self.native_scale is not None and self.native_scale < 1.0:
             return self.apply(x, self.params_at_scale(x, self.native_scale), strength=strength)
         return self.apply(x, self(x), strength=strength)
@@ -78,8 +88,10 @@ class Enhancer(nn.Module):
         return self.upsample(self(self.downscale(x, scale)), tuple(x.shape[-2:]))
 
 
-def scale_curves(curves: torch.Tensor, strength: float) -> torch.Tensor:
-    """Curve maps at ``strength`` (1 = unchanged), clipped to [-1, 1]."""
+def scale_curves(curves: torch.Tensor, strength: float | torch.Tensor) -> torch.Tensor:
+    """Curve maps at ``strength`` (1 = unchanged; a (B, 1, 1, 1) tensor: one per image), clipped to [-1, 1]."""
+    if isinstance(strength, torch.Tensor):
+        return (curves * strength).clamp(-1.0, 1.0)
     return curves if strength == 1.0 else (curves * strength).clamp(-1.0, 1.0)
 
 

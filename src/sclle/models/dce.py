@@ -13,6 +13,7 @@ from torch import nn
 
 from sclle.core.weights import WeightsEntry, flush_subnormals_
 from sclle.models.base import Enhancer, apply_le_curves, build, downscale, scale_curves
+from sclle.models.exposure import ExposureControl
 
 __all__ = ["DCENet", "apply_curves", "ApplyCurves", "dce_net", "flush_subnormals_", "WEIGHTS"]
 
@@ -57,6 +58,9 @@ class DCENet(Enhancer):
     ``forward(x)`` returns the (B, 24, H, W) curve maps; use :meth:`enhance` (or
     :func:`apply_curves`) for the enhanced image. Keeping the two apart lets fast mode estimate
     curves on a small copy and apply them at full resolution.
+
+    ``exposure`` (``{"a", "b", "lo", "hi"}``, :mod:`sclle.models.exposure`) scales each image's curve maps
+    by a strength chosen from its log-mean luminance; ``None`` is the paper's network.
     """
 
     arch = "dce-net"
@@ -64,8 +68,9 @@ class DCENet(Enhancer):
     receptive_radius = RECEPTIVE_FIELD_RADIUS
     supports_fast = True
 
-    def __init__(self, width: int = 32) -> None:
+    def __init__(self, width: int = 32, exposure: dict[str, float] | None = None) -> None:
         super().__init__()
+        self.exposure = ExposureControl(**exposure) if exposure else None
         w = width
         self.e_conv1 = nn.Conv2d(3, w, 3, 1, 1)
         self.e_conv2 = nn.Conv2d(w, w, 3, 1, 1)
@@ -85,8 +90,13 @@ class DCENet(Enhancer):
         x6 = self.relu(self.e_conv6(torch.cat([x2, x5], 1)))
         return torch.tanh(self.e_conv7(torch.cat([x1, x6], 1)))
 
-    def apply(self, x: torch.Tensor, params: torch.Tensor, *, strength: float = 1.0) -> torch.Tensor:
+    def apply(
+        self, x: torch.Tensor, params: torch.Tensor, *, strength: float | torch.Tensor = 1.0
+    ) -> torch.Tensor:
         return apply_curves(x, scale_curves(params, strength))
+
+    def image_strength(self, x: torch.Tensor) -> torch.Tensor | None:
+        return None if self.exposure is None else self.exposure(x)
 
 
 def dce_net(*, weights: WeightsEntry | None = None, progress: bool = True, **kwargs) -> DCENet:

@@ -47,8 +47,14 @@ def _check_onnx(path: Path, graph: nn.Module, opset: int) -> None:
     except ImportError:
         return
     x = torch.rand(1, 3, 40, 56, generator=torch.Generator().manual_seed(0)) * 0.4
-    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    (got,) = sess.run(None, {sess.get_inputs()[0].name: x.numpy()})
+    try:  # a graph that loads but cannot run the check's size (e.g. a shape frozen by tracing) is refused
+        sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        (got,) = sess.run(None, {sess.get_inputs()[0].name: x.numpy()})
+    except Exception as exc:  # onnxruntime raises its own untyped errors
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise SclleError(
+            f"exported model does not run in onnxruntime ({reason}); not written", path
+        ) from None
     with torch.inference_mode():
         want = graph(x).numpy()
     import numpy as np
@@ -79,7 +85,9 @@ def export_model(net: Enhancer, path: str | Path, *, format: str = "onnx", opset
             try:
                 import onnx  # noqa: F401
             except ImportError:
-                raise SclleError("ONNX export needs the optional packages: pip install 'sclle[export]'") from None
+                raise SclleError(
+                    "ONNX export needs the optional packages: pip install 'sclle[export]'"
+                ) from None
             b, h, w = torch.export.Dim("batch"), torch.export.Dim("height"), torch.export.Dim("width")
             torch.onnx.export(
                 graph,

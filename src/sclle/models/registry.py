@@ -48,7 +48,6 @@ __all__ = [
 ]
 
 
-
 class UnknownModelError(RegistryError, WeightsError):
     """An enhancer or architecture name the registry does not know (a weights problem for the CLI)."""
 
@@ -85,6 +84,7 @@ def _register_bundled() -> None:
                 sha256=meta["sha256"],
                 file_name=meta["file"],
                 arch=meta.get("arch", "dce-net"),
+                arch_kwargs=meta.get("arch_kwargs", {}),
                 bundled=meta["file"],
                 default=bool(meta.get("default", False)),
                 meta=meta,
@@ -120,7 +120,13 @@ def resolve_weights(
     name: str, *, path: str | Path | None = None, download: bool = True, progress: bool = True
 ) -> Path:
     """A local, hash-verified file for the registry entry ``name``."""
-    return resolve_file(get_entry(name), path=path, download=download, progress=progress)
+    return resolve_file(
+        get_entry(name),
+        path=path,
+        download=download,
+        progress=progress,
+        pass_hint="pass it with --weights PATH",
+    )
 
 
 def build_model(
@@ -138,13 +144,16 @@ def _research_notice(entry: WeightsEntry) -> None:
     """Say once per process that a model's licence allows research use only."""
     if entry.research_only and entry.name not in _warned and not os.environ.get("SCLLE_NO_LICENCE_NOTICE"):
         _warned.add(entry.name)
-        print(f"note: {entry.name} weights: {entry.licence} (the authors' weights, not sclle's)", file=sys.stderr)
+        print(
+            f"note: {entry.name} weights: {entry.licence} (the authors' weights, not sclle's)",
+            file=sys.stderr,
+        )
 
 
 def _entry_for_file(p: Path) -> WeightsEntry | None:
     """The registered entry whose sha256 this file has (a released checkpoint under any name)."""
     digest = sha256_file(p)
-    for e in MODELS.values():
+    for e in list_models():  # the default first: one file may back several entries (sclle-fixed-strength)
         if e.sha256 == digest:
             return e
     return None

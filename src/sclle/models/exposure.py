@@ -1,0 +1,90 @@
+"""Adaptive exposure: a per-image curve strength from the input's log-mean luminance.
+
+A curve network trained without references brightens every input by a similar amount: it under-lifts
+very dark photos and over-lifts well-exposed ones (docs/results.md). The curves' *shape* is good, their
+*strength* does not follow how dark the input is. :class:`ExposureControl` scales the curve maps of a
+whole image by::
+
+    s = clamp(a + b * log_mean_luminance(x) + c * log_highlight_luminance(x), lo, hi)
+
+0 leaves a bright photo alone, values above 1 lift a very dark one further; the highlight term tells a
+dusk scene with a lit sky from an evenly under-exposed one. The numbers are fitted on training data only
+(``scripts/fit_exposure.py``) and live in the weights entry (``arch_kwargs``), so the weights file stays a
+plain DCE-Net ``state_dict``.
+
+The statistic is taken over the *whole* image at full resolution, before any tiling, so tiled, fast and
+exported enhancement use the same strength. The user's ``strength`` multiplies it.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+#: Rec. 601 luma weights (what ``cv2.COLOR_RGB2GRAY`` and MATLAB's ``rgb2gray`` use).
+LUMA = (0.299, 0.587, 0.114)
+#: Luminance floor of the log (one 8-bit step): black pixels do not send the mean to -inf.
+LOG_FLOOR = 1.0 / 255.0
+#: Rows per band when summing the log: bounds the temporary to one band, whatever the image size.
+BAND_ROWS = 512
+
+
+def _bands(x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Row bands of ``x``; the whole tensor while exporting (a band count would freeze the height)."""
+    if torch.onnx.is_in_onnx_export() or torch.jit.is_tracing() or torch.compiler.is_compiling():
+        return (x,)
+    return torch.split(x, BAND_ROWS, dim=2)
+
+
+def log_mean_luminance(x: torch.Tensor) -> torch.Tensor:
+    """Mean over pixels of ``log(max(luma, 1/255))`` of each image in ``x`` (B, 3, H, W) -> (B,)."""
+    w = x.new_tensor(LUMA).view(1, 3, 1, 1)
+    total = x.new_zeros(x.shape[0])
+    for band in _bands(x):
+        luma = (band * w).sum(dim=1)
+        total = total + luma.clamp_min(LOG_FLOOR).log().sum(dim=(1, 2))
+    return total / (x.shape[-2] * x.shape[-1])
+
+
+def log_highlight_luminance(x: torch.Tensor, p: float = 4.0) -> torch.Tensor:
+    """``log`` of the power mean ``mean(luma**p) ** (1/p)`` of each image (B,): how bright its highlights are.
+
+    A dusk street with a lit sky and an evenly under-exposed room can share a log-mean; their highlights differ.
+    """
+    w = x.new_tensor(LUMA).view(1, 3, 1, 1)
+    total = x.new_zeros(x.shape[0])
+    for band in _bands(x):
+        total = total + (band * w).sum(dim=1).clamp_min(0.0).pow(p).sum(dim=(1, 2))
+    mean = total / (x.shape[-2] * x.shape[-1])
+    return mean.clamp_min(LOG_FLOOR**p).log() / p
+
+
+def adaptive_strength(
+    x: torch.Tensor, a: float, b: float, lo: float = 0.0, hi: float = 1.5, c: float = 0.0
+) -> torch.Tensor:
+    """``clamp(a + b * log_mean + c * log_highlights, lo, hi)`` -> (B,): the curve strength of each image."""
+    s = a + b * log_mean_luminance(x)
+    if c != 0.0:
+        s = s + c * log_highlight_luminance(x)
+    return s.clamp(lo, hi)
+
+
+class ExposureControl(nn.Module):
+    """Module twin of :func:`adaptive_strength` (its numbers are plain attributes, not weights)."""
+
+    def __init__(self, a: float, b: float, lo: float = 0.0, hi: float = 1.5, c: float = 0.0) -> None:
+        super().__init__()
+        if not (b <= 0.0 and c <= 0.0 and 0.0 <= lo <= hi <= 2.0):
+            raise ValueError(
+                f"exposure control needs b <= 0, c <= 0 and 0 <= lo <= hi <= 2, got {a=}, {b=}, {c=}, {lo=}, {hi=}"
+            )
+        self.a, self.b, self.c, self.lo, self.hi = float(a), float(b), float(c), float(lo), float(hi)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return adaptive_strength(x, self.a, self.b, self.lo, self.hi, self.c)
+
+    def extra_repr(self) -> str:
+        return f"a={self.a}, b={self.b}, c={self.c}, lo={self.lo}, hi={self.hi}"
+
+    def config(self) -> dict[str, float]:
+        return {"a": self.a, "b": self.b, "c": self.c, "lo": self.lo, "hi": self.hi}

@@ -1,0 +1,150 @@
+"""Adaptive exposure (sclle.models.exposure): the statistic, the strength, and how the engine uses it."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from sclle.enhancement.engine import Engine, EngineConfig
+from sclle.models.dce import DCENet
+from sclle.models.exposure import ExposureControl, adaptive_strength, log_mean_luminance
+
+EXPOSURE = {"a": -0.8, "b": -1.0, "lo": 0.0, "hi": 1.5}
+
+
+def _net(exposure=EXPOSURE) -> DCENet:
+    torch.manual_seed(0)
+    net = DCENet(exposure=exposure).eval()
+    with torch.no_grad():  # a net that clearly brightens: negative curve maps everywhere
+        net.e_conv7.bias.fill_(-1.0)
+    return net
+
+
+def test_log_mean_luminance_exact_values():
+    x = torch.zeros(2, 3, 4, 6)
+    x[0] = 0.5  # grey: luma 0.5 everywhere
+    x[1, :, :2] = 1.0  # half white, half black (black floored at 1/255)
+    got = log_mean_luminance(x)
+    assert got.shape == (2,)
+    assert got[0].item() == pytest.approx(math.log(0.5), abs=1e-6)
+    assert got[1].item() == pytest.approx(0.5 * math.log(1 / 255), abs=1e-6)
+
+
+def test_log_mean_is_the_same_in_bands():
+    x = torch.rand(1, 3, 1100, 9)  # more rows than one band
+    luma = (x * torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)).sum(1)
+    expect = luma.clamp_min(1 / 255).log().mean()
+    assert log_mean_luminance(x).item() == pytest.approx(expect.item(), rel=1e-5)
+
+
+def test_strength_is_clamped_and_darker_means_stronger():
+    levels = torch.tensor([0.02, 0.1, 0.2, 0.45, 0.9]).view(-1, 1, 1, 1).expand(-1, 3, 8, 8)
+    s = adaptive_strength(levels, **EXPOSURE)
+    assert s.tolist() == sorted(s.tolist(), reverse=True)
+    assert s[0].item() == pytest.approx(1.5) and s[-1].item() == pytest.approx(0.0)
+    assert s[2].item() == pytest.approx(-0.8 - math.log(0.2), abs=1e-5)
+
+
+def test_gradcheck_and_module_twin():
+    x = (torch.rand(1, 3, 5, 5, dtype=torch.float64) * 0.3 + 0.05).requires_grad_()
+    assert torch.autograd.gradcheck(lambda t: adaptive_strength(t, -0.8, -1.0, 0.0, 2.0), (x,))
+    assert torch.equal(ExposureControl(**EXPOSURE)(x.detach()), adaptive_strength(x.detach(), **EXPOSURE))
+
+
+@pytest.mark.parametrize("bad", [{"b": 0.5}, {"lo": -0.1}, {"hi": 3.0}, {"lo": 1.0, "hi": 0.5}])
+def test_refuses_settings_that_invert_or_exceed(bad):
+    with pytest.raises(ValueError, match="exposure control"):
+        ExposureControl(**{**EXPOSURE, **bad})
+
+
+def test_state_dict_stays_a_plain_dce_net():
+    assert set(_net().state_dict()) == set(DCENet().state_dict())
+    DCENet(exposure=EXPOSURE).load_state_dict(DCENet().state_dict(), strict=True)
+
+
+def test_engine_follows_the_image_strength():
+    net = _net()
+    dark, bright = torch.full((1, 3, 32, 32), 0.05), torch.full((1, 3, 32, 32), 0.6)
+    eng = Engine(net)
+    assert torch.equal(eng(bright), bright)  # s = 0: a well-exposed image is left exactly alone
+    plain = Engine(_net(None))
+    s = adaptive_strength(dark, **EXPOSURE).item()
+    assert s == pytest.approx(1.5)
+    expect = Engine(_net(None), EngineConfig(strength=s))(dark)
+    assert torch.allclose(eng(dark), expect, atol=1e-6)
+    assert eng(dark).mean() > plain(dark).mean()  # lifted more than the plain network does
+    # the user's strength multiplies the model's
+    half = Engine(net, EngineConfig(strength=0.5))(dark)
+    assert torch.allclose(half, Engine(_net(None), EngineConfig(strength=0.5 * s))(dark), atol=1e-6)
+
+
+def test_batch_tiles_fast_and_export_use_one_strength_per_image():
+    net = _net()
+    torch.manual_seed(1)
+    a = torch.rand(1, 3, 64, 80) * 0.15
+    b = torch.rand(1, 3, 64, 80) * 0.5 + 0.1
+    both = Engine(net)(torch.cat([a, b]))
+    assert torch.allclose(both[:1], Engine(net)(a), atol=1e-6)
+    assert torch.allclose(both[1:], Engine(net)(b), atol=1e-6)
+    tiled = Engine(net, EngineConfig(tile=32, overlap=8))(a)
+    assert torch.allclose(
+        tiled, Engine(net, EngineConfig(tile=0))(a), atol=1e-5
+    )  # the whole image's statistic
+    assert torch.allclose(net.enhance(a), Engine(net)(a), atol=1e-6)  # export path (net.enhance) agrees
+    fast = Engine(net, EngineConfig(fast_scale=0.5))(a)
+    assert (fast - Engine(net)(a)).abs().mean() < 0.05
+
+
+def test_highlight_term_tells_a_lit_sky_from_an_even_dark_room():
+    from sclle.models.exposure import log_highlight_luminance
+
+    room = torch.full((1, 3, 20, 20), 0.12)
+    dusk = torch.full((1, 3, 20, 20), 0.06)
+    dusk[..., :4, :] = 0.9  # a bright sky band over a dark street
+    lm_room, lm_dusk = log_mean_luminance(room), log_mean_luminance(dusk)
+    assert abs(lm_room.item() - lm_dusk.item()) < 0.5  # the log-mean alone barely separates them
+    assert log_highlight_luminance(dusk).item() > log_highlight_luminance(room).item() + 1.0
+    assert log_highlight_luminance(room).item() == pytest.approx(
+        math.log(0.12), abs=1e-5
+    )  # flat: p-mean = value
+    kw = {"a": -1.3, "b": -0.7, "c": -1.1, "lo": 0.0, "hi": 1.5}
+    assert adaptive_strength(dusk, **kw).item() < adaptive_strength(room, **kw).item()  # dusk: lifted less
+    assert ExposureControl(**kw).config() == kw
+
+
+def test_bundled_default_carries_its_exposure_and_its_file_is_recognised(tmp_path):
+    import shutil
+
+    from sclle.models import registry
+
+    net, entry = registry.load_weights("sclle-default")
+    assert (
+        isinstance(net.exposure, ExposureControl) and entry.arch_kwargs["exposure"] == net.exposure.config()
+    )
+    fixed, _ = registry.load_weights("sclle-fixed-strength")
+    assert fixed.exposure is None and registry.get_entry("sclle-fixed-strength").sha256 == entry.sha256
+    copy = tmp_path / "renamed.safetensors"
+    shutil.copy(registry.resolve_weights("sclle-default"), copy)
+    again, found = registry.load_weights(weights=copy)  # one file, two entries: the default wins
+    assert found is not None and found.name == "sclle-default" and again.exposure is not None
+
+
+@pytest.mark.slow
+def test_onnx_export_keeps_the_exposure_and_dynamic_height(tmp_path):
+    ort = pytest.importorskip("onnxruntime")
+    from sclle.models.export import export_model
+
+    net = _net()
+    path = export_model(net, tmp_path / "m.onnx")
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    for h, level in ((40, 0.05), (600, 0.3), (48, 0.8)):  # 600 rows: more than one band in PyTorch
+        x = torch.rand(1, 3, h, 24, generator=torch.Generator().manual_seed(h)) * level
+        (got,) = sess.run(None, {sess.get_inputs()[0].name: x.numpy()})
+        with torch.no_grad():
+            want = net.enhance(x)
+        assert float((torch.from_numpy(got) - want).abs().max()) < 1e-4
+    bright = torch.full((1, 3, 32, 32), 0.8)
+    (got,) = sess.run(None, {sess.get_inputs()[0].name: bright.numpy()})
+    assert float((torch.from_numpy(got) - bright).abs().max()) < 1e-6  # s = 0 survives export
