@@ -53,6 +53,18 @@ def _restore_torch_globals() -> Iterator[None]:
     torch.set_grad_enabled(grad)
 
 
+@pytest.fixture(scope="module")
+def one_thread() -> Iterator[None]:
+    """Small tensors: one thread avoids OpenMP barrier stalls on a busy 2-core machine (restored after).
+
+    Use with ``pytestmark = pytest.mark.usefixtures("one_thread")``.
+    """
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture
 def shared() -> Path:
     return shared_path()

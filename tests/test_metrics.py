@@ -17,14 +17,7 @@ from sclle.metrics._common import imresize_half
 from sclle.metrics._niqe import _fit_aggd
 from sclle.metrics.color import RGB2GRAY_WEIGHTS, rgb_to_gray255
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small tensors: one thread avoids OpenMP barrier stalls on a busy 2-core machine (restored after)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _textured(b: int = 1, h: int = 200, w: int = 300, seed: int = 0) -> torch.Tensor:
