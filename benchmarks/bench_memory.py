@@ -22,14 +22,16 @@ from pathlib import Path
 SIZES = {"3840x2160": (2160, 3840), "8000x6000": (6000, 8000)}
 
 
-def child(size: str, mode: str, threads: int) -> None:
+def child(size: str, mode: str, threads: int, tile: int | None) -> None:
     import torch
 
     torch.set_num_threads(threads)
     from sclle.enhancement.api import build_engine
 
     h, w = SIZES[size]
-    eng = build_engine(None, fast_scale="auto" if mode == "fast" else None, precision="auto", device="cpu")
+    eng = build_engine(
+        None, fast_scale="auto" if mode == "fast" else None, precision="auto", device="cpu", tile=tile
+    )
     x = torch.rand(1, 3, h, w).mul_(0.3)
     t0 = time.perf_counter()
     y = eng(x)
@@ -44,16 +46,20 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--sizes", default=",".join(SIZES))
     ap.add_argument("--modes", default="exact,fast")
+    ap.add_argument(
+        "--tile", type=int, default=None, help="tile size (default: the engine's automatic tiling)"
+    )
     ap.add_argument("--out", default=None)
     ap.add_argument("--child", nargs=2, metavar=("SIZE", "MODE"), help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.child:
-        child(a.child[0], a.child[1], a.threads)
+        child(a.child[0], a.child[1], a.threads, a.tile)
         return
     rows = []
     for size in a.sizes.split(","):
         for mode in a.modes.split(","):
             cmd = [sys.executable, __file__, "--threads", str(a.threads), "--child", size, mode]
+            cmd += ["--tile", str(a.tile)] if a.tile else []
             p = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
             _, status, usage = os.wait4(p.pid, 0)
             out = p.stdout.read()
@@ -71,7 +77,7 @@ def main() -> None:
             )
     if a.out:
         Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(a.out).write_text(json.dumps({"threads": a.threads, "rows": rows}, indent=1))
+        Path(a.out).write_text(json.dumps({"threads": a.threads, "tile": a.tile, "rows": rows}, indent=1))
 
 
 if __name__ == "__main__":

@@ -120,3 +120,25 @@ def test_released_checkpoints_load_strictly_and_flush_is_bit_identical():
             assert torch.equal(raw2.enhance(x), flushed.enhance(x))
             assert torch.allclose(flushed.enhance(x), reference_forward(sd, x), atol=1e-6)
             assert flushed.enhance(x).mean() > x.mean() + 0.1  # they brighten
+
+
+def test_lean_inference_equals_forward_and_leaves_input_alone():
+    """``infer`` (the engine's forward without concatenations) gives forward's curves, also channels-last."""
+    torch.manual_seed(3)
+    net = DCENet().eval()
+    for p in net.parameters():
+        p.data.normal_(0, 0.1)  # non-trivial weights: the halves of each concatenated layer both matter
+    x = torch.rand(2, 3, 23, 31)
+    keep = x.clone()
+    with torch.inference_mode():
+        ref = net(x)
+        lean = net.infer(x)
+        cl = net.to(memory_format=torch.channels_last).infer(x.contiguous(memory_format=torch.channels_last))
+    assert lean.shape == ref.shape == (2, 24, 23, 31)
+    assert torch.allclose(lean, ref, atol=1e-5, rtol=0)  # pre-tanh values reach ~10: float32 sum order
+    assert torch.allclose(cl, ref, atol=1e-5, rtol=0)
+    assert torch.equal(x, keep)
+    # the split really is a split: zeroing either half of conv5's weight changes the result
+    with torch.inference_mode():
+        net.e_conv5.weight[:, 32:] = 0
+        assert not torch.allclose(net.infer(x), ref, atol=1e-4)

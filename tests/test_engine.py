@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from sclle.enhancement.engine import Engine, EngineConfig, tiled_enhance, tiled_map
 from sclle.models.dce import DCENet, fast_curves
@@ -107,3 +108,47 @@ def test_upsample_apply_any_layout_band_and_repeats_equals_plain_form(align_corn
         out = upsample_apply_curves(xin, small, rows=rows, align_corners=align_corners, repeats=2)
         assert out.is_contiguous() and (out - plain).abs().max() <= 1e-5
         assert torch.equal(xin, x)  # the input is left alone
+
+
+@pytest.mark.parametrize("align_corners", [False, True])
+@pytest.mark.parametrize(("small_h", "out_h", "band"), [(37, 150, 8), (20, 81, 7), (9, 40, 64)])
+def test_banded_fast_apply_equals_whole_maps(align_corners, small_h, out_h, band):
+    """Maps made band by band (with context rows) and applied to the rows they serve: same output."""
+    from sclle.enhancement.engine import banded_upsample_apply, upsample_apply_curves
+
+    torch.manual_seed(2)
+    conv = torch.nn.Conv2d(3, 6, 5, padding=2)  # a local "network": radius 2
+
+    def params(t):
+        return torch.tanh(conv(t))
+
+    x = torch.rand(1, 3, out_h, 53) * 0.6
+    small = F.interpolate(x, size=(small_h, 13), mode="area")
+    seen: list[int] = []
+
+    def counted(t):
+        seen.append(t.shape[-2])
+        return params(t)
+
+    with torch.no_grad():
+        ref = upsample_apply_curves(x, params(small), align_corners=align_corners, repeats=2)
+        out = banded_upsample_apply(
+            x, small, counted, band=band, halo=2, align_corners=align_corners, repeats=2, strength=0.8
+        )
+        ref08 = upsample_apply_curves(x, params(small), align_corners=align_corners, repeats=2, strength=0.8)
+    assert out.shape == x.shape
+    assert (out - ref08).abs().max() <= 1e-6
+    assert not torch.allclose(ref, ref08)  # strength reached the banded path
+    assert len(seen) == -(-small_h // band) and max(seen) <= band + 1 + 2 * 2  # one band of maps at a time
+
+
+def test_fast_mode_on_a_large_image_is_banded_and_equals_untiled():
+    from sclle.enhancement.engine import Engine, EngineConfig
+    from sclle.models.dce import DCENet
+
+    torch.manual_seed(4)
+    net = DCENet().eval()
+    x = torch.rand(1, 3, 397, 290) * 0.4
+    whole = Engine(net, EngineConfig(fast_scale=0.5, tile=0))(x)
+    banded = Engine(net, EngineConfig(fast_scale=0.5, tile=64))(x)  # small copy 198x145: 4 bands
+    assert (whole - banded).abs().max() <= 1e-5

@@ -756,3 +756,27 @@ def test_exclusive_write_without_hard_links(tmp_path: Path, monkeypatch: pytest.
         sio.write_image(other, img, img.rgb)
     assert other.read_bytes() == b"someone else's"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["o.png", "p.png"]  # no temporary file left
+
+
+@pytest.mark.parametrize("depth16", [False, True])
+def test_png_is_written_at_the_measured_zlib_level_and_stays_lossless(tmp_path: Path, depth16: bool) -> None:
+    """PNGs use PNG_COMPRESS_LEVEL (3: zlib's "fast" class in the stream header), Pillow and OpenCV paths."""
+    from sclle.imageio.write import PNG_COMPRESS_LEVEL
+
+    rng = np.random.default_rng(0)
+    dtype, peak = (np.uint16, 65535) if depth16 else (np.uint8, 255)
+    arr = (rng.random((40, 50, 3)) ** 2 * peak).astype(dtype)
+    src = tmp_path / "src.png"
+    if depth16:
+        cv2.imwrite(str(src), arr[..., ::-1])
+    else:
+        PILImage.fromarray(arr).save(src)
+    img = sio.read_image(src)
+    out = sio.write_image(tmp_path / "out" / "a.png", img, img.rgb)
+    data = out.read_bytes()
+    i = data.index(b"IDAT")
+    flevel = data[i + 5] >> 6  # second byte of the zlib stream: 0 fastest, 1 fast, 2 default, 3 best
+    expected = 0 if PNG_COMPRESS_LEVEL < 2 else 1 if PNG_COMPRESS_LEVEL < 6 else 2 if PNG_COMPRESS_LEVEL == 6 else 3
+    assert flevel == expected
+    back = cv2.imread(str(out), cv2.IMREAD_UNCHANGED)[..., ::-1]
+    assert back.dtype == dtype and np.array_equal(back, arr)

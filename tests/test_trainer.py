@@ -84,6 +84,31 @@ def test_time_budget_stops_cleanly(data, vgg, tmp_path):
     assert (tmp_path / "t" / "export" / "tiny.safetensors").is_file()
 
 
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGINT"])
+def test_signal_stops_cleanly_with_checkpoint_and_export(data, vgg, tmp_path, sig):
+    """Ctrl-C or kill: the step finishes, a checkpoint and the export are written, handlers come back."""
+    import os
+    import signal
+
+    signum = getattr(signal, sig)
+    before = signal.getsignal(signum)
+    steps: list[int] = []
+
+    def poke(step, losses):
+        steps.append(step)
+        if step == 2:
+            os.kill(os.getpid(), signum)
+
+    cfg = make_train_cfg(data, tmp_path / "s", **{"schedule.steps": 6, "logging.ckpt_every": 100})
+    final = train(cfg, vgg=vgg, callback=poke)
+    assert steps == [1, 2]
+    assert load_checkpoint(final)["step"] == 2
+    assert (tmp_path / "s" / "export" / "tiny.safetensors").is_file()
+    assert signal.getsignal(signum) is before
+    resumed = train(make_train_cfg(data, tmp_path / "s", **{"schedule.steps": 3}), vgg=vgg, resume=True)
+    assert load_checkpoint(resumed)["step"] == 3
+
+
 def test_ablation_switches_drop_terms(data, vgg, tmp_path):
     seen: list[dict] = []
     cfg = make_train_cfg(

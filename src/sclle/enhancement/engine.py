@@ -33,9 +33,11 @@ from sclle.models.base import Enhancer, scale_curves
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 #: Below this many pixels the whole image goes through the network at once (about 1.4 GB of
-#: DCE-Net activations in fp32); above, tiles of ``AUTO_TILE`` px keep peak memory bounded.
+#: DCE-Net activations in fp32); above, tiles of ``AUTO_TILE`` px keep peak memory bounded. 384 px
+#: (416 with the halo) was both faster and leaner than 512 at 4K on one core (a 32-channel activation of
+#: a tile, 22 MB, then fits the last-level cache; BENCHMARKS.md, "Peak memory").
 MAX_UNTILED_PIXELS = 1 << 20
-AUTO_TILE = 512
+AUTO_TILE = 384
 
 
 @dataclass(frozen=True)
@@ -131,8 +133,8 @@ def _lerp_index(
 
 
 #: Output rows per chunk of :func:`upsample_apply_curves`: its width-upsampled maps are made per chunk,
-#: so their memory is bounded (24 maps x ~70 small rows x width; 54 MB at 8000 px wide) whatever the height.
-APPLY_CHUNK_ROWS = 256
+#: so their memory is bounded (24 maps x ~35 small rows x width; 27 MB at 8000 px wide) whatever the height.
+APPLY_CHUNK_ROWS = 128
 
 
 def upsample_apply_curves(
@@ -143,6 +145,10 @@ def upsample_apply_curves(
     rows: int = 16,
     align_corners: bool = False,
     repeats: int = 1,
+    out: torch.Tensor | None = None,
+    out_rows: tuple[int, int] | None = None,
+    small_height: int | None = None,
+    small_offset: int = 0,
 ) -> torch.Tensor:
     """``apply_le_curves(x, upsample(small_curves))`` without materialising full-size curve maps.
 
@@ -153,28 +159,38 @@ def upsample_apply_curves(
     ``rows`` rows, and the curve steps run in place on the output. The working set stays in cache and
     nothing full-size is allocated but the output (BENCHMARKS.md, fast mode). ``repeats`` applies each
     3-channel map that many times (Zero-DCE++ applies one map 8 times).
+
+    Banded use (fast mode on a large image, where the small maps are made band by band): ``out`` holds a
+    copy of ``x`` and is enhanced in place on ``out_rows`` only; ``small_curves`` then holds the small
+    rows from ``small_offset`` on of a small image ``small_height`` rows high, and must cover every small
+    row those output rows interpolate from.
     """
     _, _, h_out, w_out = x.shape
-    h_in = small_curves.shape[-2]
+    ra, rb = out_rows if out_rows is not None else (0, h_out)
+    h_in = small_height if small_height is not None else small_curves.shape[-2]
     small = small_curves.float()
     i0, i1, w = _lerp_index(h_in, h_out, align_corners, x.device)
-    out = x.contiguous().clone()
+    if out is None:
+        out = x.contiguous().clone()
     n_maps = small.shape[1]
     on_cpu = x.device.type == "cpu"
     if on_cpu:
         y0, y1, wy = i0.tolist(), i1.tolist(), w.tolist()  # float32 values, exact as Python floats
         chunk = max(rows, APPLY_CHUNK_ROWS // rows * rows)
     else:  # a GPU wants few large kernels, not one launch per row: one chunk, one band, gathered rows
-        rows = chunk = h_out
+        rows = chunk = max(1, rb - ra)
     band = (
         torch.empty((x.shape[0], n_maps, rows, w_out), dtype=small.dtype, device=x.device) if on_cpu else None
     )
     tmp = torch.empty((x.shape[0], 3, rows, w_out), dtype=out.dtype, device=x.device)
-    for ca in range(0, h_out, chunk):
-        cb = min(ca + chunk, h_out)
+    for ca in range(ra, rb, chunk):
+        cb = min(ca + chunk, rb)
         lo, hi = int(i0[ca]), int(i1[cb - 1]) + 1  # the small rows this chunk reads (indices are sorted)
         cw = F.interpolate(
-            small[:, :, lo:hi], size=(hi - lo, w_out), mode="bilinear", align_corners=align_corners
+            small[:, :, lo - small_offset : hi - small_offset],
+            size=(hi - lo, w_out),
+            mode="bilinear",
+            align_corners=align_corners,
         ).contiguous()
         for a in range(ca, cb, rows):
             b = min(a + rows, cb)
@@ -195,6 +211,45 @@ def upsample_apply_curves(
                     t.sub_(xs)
                     xs.addcmul_(r, t)  # x <- x + r (x^2 - x)
             xs.clamp_(0.0, 1.0)
+    return out
+
+
+def banded_upsample_apply(
+    x: torch.Tensor,
+    small: torch.Tensor,
+    params_fn,
+    *,
+    band: int,
+    halo: int,
+    strength: float = 1.0,
+    align_corners: bool = False,
+    repeats: int = 1,
+) -> torch.Tensor:
+    """Fast mode for a large image: the small copy's curve maps are made ``band`` small rows at a time
+    (plus ``halo`` rows of context each side, cropped) and applied to the output rows they serve, so
+    only one band of maps is ever held (24 maps x band x width) instead of all of them.
+
+    Equal to :func:`upsample_apply_curves` on ``params_fn(small)`` for a local ``params_fn`` (radius
+    <= ``halo``): each band's rows are computed with their whole receptive field.
+    """
+    h_in, h_out = small.shape[-2], x.shape[-2]
+    i0, _, _ = _lerp_index(h_in, h_out, align_corners, x.device)
+    out = x.contiguous().clone()
+    ra = 0
+    for sa in range(0, h_in, band):
+        sb = min(sa + band, h_in)
+        # output rows whose first source row lies in [sa, sb); their second one is at most sb
+        rb = h_out if sb == h_in else int(torch.searchsorted(i0, sb))
+        if rb <= ra:
+            continue
+        need_hi = min(h_in, sb + 1)
+        ctx_lo, ctx_hi = max(0, sa - halo), min(h_in, need_hi + halo)
+        params = params_fn(small[..., ctx_lo:ctx_hi, :])[..., sa - ctx_lo : need_hi - ctx_lo, :]
+        upsample_apply_curves(
+            x, params, strength=strength, align_corners=align_corners, repeats=repeats,
+            out=out, out_rows=(ra, rb), small_height=h_in, small_offset=sa,
+        )  # fmt: skip
+        ra = rb
     return out
 
 
@@ -300,8 +355,8 @@ class Engine:
     def _params(self, x: torch.Tensor) -> torch.Tensor:
         """Params of the network (in its precision) for ``x``, returned in fp32."""
         if self.dtype != torch.float32:
-            return self._run_net(x.to(self.dtype)).float()
-        return self._run_net(x)
+            return self._run_net.infer(x.to(self.dtype)).float()
+        return self._run_net.infer(x)
 
     def _tile_size(self, h: int, w: int) -> int | None:
         t = self.config.tile
@@ -330,12 +385,19 @@ class Engine:
         if self._nhwc:
             small = small.contiguous(memory_format=torch.channels_last)
         tile = self._tile_size(*small.shape[-2:])
-        params = self._params(small) if tile is None else tiled_map(self._params, small, tile, self.halo)
         if net.family == "curves":
-            return upsample_apply_curves(
-                x, params, strength=strength, align_corners=net.upsample_align_corners,
+            kw = dict(
+                strength=strength, align_corners=net.upsample_align_corners,
                 repeats=int(getattr(net, "curve_repeats", 1)),
             )  # fmt: skip
+            if tile is not None and x.device.type == "cpu":  # large: maps made and applied band by band
+                return banded_upsample_apply(
+                    x, small, lambda t: tiled_map(self._params, t, tile, self.halo),
+                    band=max(64, tile // 2), halo=self.halo, **kw,
+                )  # fmt: skip
+            params = self._params(small) if tile is None else tiled_map(self._params, small, tile, self.halo)
+            return upsample_apply_curves(x, params, **kw)
+        params = self._params(small) if tile is None else tiled_map(self._params, small, tile, self.halo)
         return net.apply(x, net.upsample(params, tuple(x.shape[-2:])), strength=strength)
 
     def curves(self, x: torch.Tensor) -> torch.Tensor:

@@ -38,6 +38,11 @@ from sclle.imageio.formats import (
 
 __all__ = ["OutputExistsError", "conversion_notes", "output_path", "write_image"]
 
+#: zlib level of written PNGs. Level 3 encodes 2.8x faster than Pillow's default 6 for files ~6 % larger
+#: (`benchmarks/bench_codecs.py` on DICM + LIME: 157 against 431 ms per megapixel, more than fast mode's
+#: own compute per megapixel); PNG stays lossless at every level.
+PNG_COMPRESS_LEVEL = 3
+
 
 class OutputExistsError(ImageWriteError):
     """The target exists (or was created meanwhile by another writer) and ``overwrite`` was not given."""
@@ -102,7 +107,7 @@ def _encode(
             arr = np.dstack([arr[..., 0], arr[..., 0], arr[..., 0], arr[..., 1]])
         bgr = cv2.cvtColor(arr, cv2.COLOR_RGBA2BGRA if arr.shape[2] == 4 else cv2.COLOR_RGB2BGR)
         ext = FORMAT_TO_EXT[fmt]
-        params = [cv2.IMWRITE_PNG_COMPRESSION, 6] if fmt == "PNG" else []
+        params = [cv2.IMWRITE_PNG_COMPRESSION, PNG_COMPRESS_LEVEL] if fmt == "PNG" else []
         ok, buf = cv2.imencode(ext, bgr, params)
         if not ok:
             raise RuntimeError(f"OpenCV could not encode a 16-bit {fmt}")
@@ -120,6 +125,8 @@ def _encode(
         kwargs["subsampling"] = 0  # 4:4:4: chroma subsampling would blur the colours we just restored
     if fmt == "TIFF":
         kwargs["compression"] = "tiff_lzw"
+    if fmt == "PNG":
+        kwargs["compress_level"] = PNG_COMPRESS_LEVEL
     if fmt in METADATA_FORMATS:
         if icc:
             kwargs["icc_profile"] = icc

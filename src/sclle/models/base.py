@@ -55,6 +55,13 @@ class Enhancer(nn.Module):
     def apply(self, x: torch.Tensor, params: torch.Tensor, *, strength: float = 1.0) -> torch.Tensor:
         raise NotImplementedError  # pragma: no cover - abstract
 
+    def infer(self, x: torch.Tensor) -> torch.Tensor:
+        """``forward`` for inference without autograd; a subclass may trade memory for nothing here.
+
+        The engine calls this, training calls ``forward``; both give the same params (within float rounding).
+        """
+        return self(x)
+
     def image_strength(self, x: torch.Tensor) -> torch.Tensor | None:
         """A per-image strength (B,) the model chooses from the whole input, or None (always 1).
 

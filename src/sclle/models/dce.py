@@ -52,6 +52,13 @@ class ApplyCurves(nn.Module):
         return apply_curves(image, curve_maps, clamp=self.clamp)
 
 
+def _conv_of_cat(conv: nn.Conv2d, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``conv(torch.cat([a, b], 1))`` as two convolutions on the weight's halves, summed in place."""
+    k = a.shape[1]
+    out = F.conv2d(a, conv.weight[:, :k], conv.bias, padding=conv.padding)
+    return out.add_(F.conv2d(b, conv.weight[:, k:], None, padding=conv.padding))
+
+
 class DCENet(Enhancer):
     """Deep Curve Estimation network (79,416 parameters).
 
@@ -89,6 +96,24 @@ class DCENet(Enhancer):
         x5 = self.relu(self.e_conv5(torch.cat([x3, x4], 1)))
         x6 = self.relu(self.e_conv6(torch.cat([x2, x5], 1)))
         return torch.tanh(self.e_conv7(torch.cat([x1, x6], 1)))
+
+    def infer(self, x: torch.Tensor) -> torch.Tensor:
+        """:meth:`forward` without its concatenations, each activation freed once the last layer reading it ran.
+
+        A 3x3 convolution of ``cat([a, b])`` is the sum of two convolutions with the halves of its weight,
+        so the 64-channel copies are never made, and x3/x4, x2/x5 die after conv5 / conv6: the live set
+        drops from ~10 to ~6 activation planes of 32 channels (BENCHMARKS.md, memory). Same arithmetic up to
+        the order of a sum (~1e-7); for inference only (no gradients needed, in-place ReLUs).
+        """
+        x1 = F.relu_(self.e_conv1(x))
+        x2 = F.relu_(self.e_conv2(x1))
+        x3 = F.relu_(self.e_conv3(x2))
+        x4 = F.relu_(self.e_conv4(x3))
+        x5 = _conv_of_cat(self.e_conv5, x3, x4)
+        del x3, x4
+        x6 = _conv_of_cat(self.e_conv6, x2, F.relu_(x5))
+        del x2, x5
+        return torch.tanh_(_conv_of_cat(self.e_conv7, x1, F.relu_(x6)))
 
     def apply(
         self, x: torch.Tensor, params: torch.Tensor, *, strength: float | torch.Tensor = 1.0

@@ -25,8 +25,8 @@ from torch import nn
 LUMA = (0.299, 0.587, 0.114)
 #: Luminance floor of the log (one 8-bit step): black pixels do not send the mean to -inf.
 LOG_FLOOR = 1.0 / 255.0
-#: Rows per band when summing the log: bounds the temporary to one band, whatever the image size.
-BAND_ROWS = 512
+#: Rows per band when summing the log: bounds the temporaries to one band (~12 MB at 8000 px wide).
+BAND_ROWS = 128
 
 
 def _bands(x: torch.Tensor) -> tuple[torch.Tensor, ...]:

@@ -79,6 +79,7 @@ from sclle.train.pool_stats import RunPool
 from sclle.train.resume import RESUME_SAFE_KEYS, check_resume_config, config_changes, resume_from
 from sclle.train.rng import rng_state, seed_everything, set_rng_state
 from sclle.train.run_folder import RUN_ENTRIES, RunLock, RunPlan, clear_run, plan_run, run_files
+from sclle.train.stop import StopRequest
 from sclle.train.validate import Validator
 
 __all__ = [
@@ -335,21 +336,26 @@ def _run(
     budget_s = None if time_budget_min is None else 60.0 * float(time_budget_min)
     steps, ckpt_every = cfg.schedule.steps, cfg.logging.ckpt_every
     step = s.start_step
-    try:
-        while step < steps:
-            result = _train_step(s, step)
-            step += 1
-            monitor.after_step(step, result, s.net, s.optimizer.param_groups[0]["lr"])
-            if ckpt_every and step % ckpt_every == 0 and step < steps:
-                save_checkpoint(s.net, s.optimizer, step, cfg, out, main=dd.main)
-            if budget_s is not None and any_rank(time.perf_counter() - t_start > budget_s, dd, device):
-                if dd.main:
-                    monitor.bar.write(
-                        f"time budget of {time_budget_min} min reached at step {step}; stopping"
-                    )
-                break
-    finally:
-        monitor.bar.close()
+    stop = StopRequest()
+    with stop:
+        try:
+            while step < steps:
+                result = _train_step(s, step)
+                step += 1
+                monitor.after_step(step, result, s.net, s.optimizer.param_groups[0]["lr"])
+                if ckpt_every and step % ckpt_every == 0 and step < steps:
+                    save_checkpoint(s.net, s.optimizer, step, cfg, out, main=dd.main)
+                over = budget_s is not None and time.perf_counter() - t_start > budget_s
+                if any_rank(over or stop.requested, dd, device):
+                    if dd.main:
+                        why = (
+                            f"{stop.signal_name} received" if stop.requested
+                            else f"time budget of {time_budget_min} min reached"
+                        )  # fmt: skip
+                        monitor.bar.write(f"{why} at step {step}; saving a checkpoint and stopping")
+                    break
+        finally:
+            monitor.bar.close()
 
     final = save_checkpoint(s.net, s.optimizer, step, cfg, out, main=dd.main, final=True)
     monitor.finish(s.net, step)

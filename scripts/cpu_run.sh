@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# The long from-scratch CPU training run of issue 12, carried across work sessions.
+#
+#   bash scripts/cpu_run.sh start  [MINUTES]   # a fresh run into runs/cpu-scratch
+#   bash scripts/cpu_run.sh resume [MINUTES]   # continue it (restores runs/cpu-scratch from training/ first)
+#   bash scripts/cpu_run.sh save               # copy its newest checkpoint and logs into training/ (committed)
+#
+# A session's working tree is rebuilt from git, so the run's state (config, logs, newest checkpoint with
+# optimizer and RNG state, ~1 MB) is committed under training/runs/cpu-scratch; `resume` puts it back and
+# continues bit-exactly (the trainer checks that the config is unchanged). Ctrl-C or kill stops cleanly.
+# THREADS (default 1) leaves the other core free for other work.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+RUN=runs/cpu-scratch
+SAVED=training/runs/cpu-scratch
+CONFIG=configs/scl_cpu.yaml
+pool() { [ -f .devdata/contrast_pool/pool.json ] || sclle prepare-contrast ../shared/data/sice_part1 --out .devdata/contrast_pool; }
+case "${1:-}" in
+  start)
+    pool
+    OMP_NUM_THREADS=${THREADS:-1} sclle train --config "$CONFIG" --out "$RUN" --time-budget-min "${2:-120}" ;;
+  resume)
+    pool
+    if [ ! -d "$RUN/checkpoints" ]; then mkdir -p "$RUN" && cp -r "$SAVED"/. "$RUN"/; fi
+    OMP_NUM_THREADS=${THREADS:-1} sclle train --config "$CONFIG" --out "$RUN" --resume --time-budget-min "${2:-120}" ;;
+  save)
+    newest=$(ls "$RUN"/checkpoints/step_*.pt | sort | tail -1)
+    rm -rf "$SAVED" && mkdir -p "$SAVED/checkpoints" "$SAVED/samples"
+    cp "$RUN"/config.yaml "$RUN"/log.csv "$SAVED"/
+    [ -f "$RUN"/val.csv ] && cp "$RUN"/val.csv "$SAVED"/
+    cp "$newest" "$SAVED/checkpoints/"
+    latest_sample=$(ls "$RUN"/samples/*.png 2>/dev/null | sort | tail -1 || true)
+    [ -n "$latest_sample" ] && cp "$latest_sample" "$SAVED/samples/"
+    echo "saved $(basename "$newest") to $SAVED" ;;
+  *) sed -n 2,12p "$0"; exit 2 ;;
+esac
