@@ -776,7 +776,9 @@ def test_png_is_written_at_the_measured_zlib_level_and_stays_lossless(tmp_path: 
     data = out.read_bytes()
     i = data.index(b"IDAT")
     flevel = data[i + 5] >> 6  # second byte of the zlib stream: 0 fastest, 1 fast, 2 default, 3 best
-    expected = 0 if PNG_COMPRESS_LEVEL < 2 else 1 if PNG_COMPRESS_LEVEL < 6 else 2 if PNG_COMPRESS_LEVEL == 6 else 3
+    expected = (
+        0 if PNG_COMPRESS_LEVEL < 2 else 1 if PNG_COMPRESS_LEVEL < 6 else 2 if PNG_COMPRESS_LEVEL == 6 else 3
+    )
     assert flevel == expected
     back = cv2.imread(str(out), cv2.IMREAD_UNCHANGED)[..., ::-1]
     assert back.dtype == dtype and np.array_equal(back, arr)
