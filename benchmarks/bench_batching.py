@@ -29,8 +29,8 @@ def main() -> None:
     x = torch.rand(a.batch, 3, h, w) * 0.3
     for fast in (None, "auto"):
         eng = build_engine(a.model, fast_scale=fast, device="cpu")
-        one = lambda: [eng(x[i : i + 1]) for i in range(a.batch)]  # noqa: E731
-        many = lambda: eng(x)  # noqa: E731
+        one = lambda eng=eng: [eng(x[i : i + 1]) for i in range(a.batch)]  # noqa: E731
+        many = lambda eng=eng: eng(x)  # noqa: E731
         res = {}
         for name, fn in (("singles", one), ("batch", many), ("singles", one), ("batch", many)):
             fn()
@@ -40,7 +40,9 @@ def main() -> None:
             res.setdefault(name, []).append((time.perf_counter() - t0) / a.repeats)
         s, b = min(res["singles"]), min(res["batch"])
         mode = "exact" if fast is None else f"fast {eng.scale}"
-        print(f"{mode:>10}: {a.batch} singles {s:.3f} s, one batch of {a.batch} {b:.3f} s -> batch {s / b:.2f}x")
+        print(
+            f"{mode:>10}: {a.batch} singles {s:.3f} s, one batch of {a.batch} {b:.3f} s -> batch {s / b:.2f}x"
+        )
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -82,9 +83,17 @@ def test_quick_suite_writes_every_output_with_one_row_per_method(data_root, tmp_
     )
     assert data["values"]["he"]["CamVid-normal psnr"] < 60
     # a rerun with one more method computes only that method (the rest comes from the cache)
-    card2 = run_suite([*methods, "gamma"], data_root=data_root, out_dir=tmp_path / "sc", quick=True,
+    # (and a weights file under a label is shown under that label, not as its whole spec)
+    import sclle
+
+    mine = f"mine={Path(sclle.__file__).parent / 'weights' / 'sclle-fixed-strength.safetensors'}"
+    if not Path(mine.partition("=")[2]).is_file():  # one file backs both bundled entries
+        mine = f"mine={Path(sclle.__file__).parent / 'weights' / 'sclle-default.safetensors'}"
+    card2 = run_suite([*methods, "gamma", mine], data_root=data_root, out_dir=tmp_path / "sc", quick=True,
                       progress=False, speed=False)  # fmt: skip
     assert card2.values["he"]["DICM niqe"] == pytest.approx(card.values["he"]["DICM niqe"])
+    assert card2.methods[-1] == "mine" and card2.values["mine"]["DICM niqe"] is not None
+    assert "| mine |" in (tmp_path / "sc" / "scorecard.md").read_text()
     # LPIPS is opt-in (a VGG-16 pass per pair): absent by default, a column per paired protocol when asked
     assert not any(c.metric == "lpips" for c in card.columns)
     if "lpips" not in {m.name for m in list_metrics()}:

@@ -80,14 +80,20 @@ def _parse_mode(spec: str) -> tuple[str, float | str | None]:
     raise SclleError(f"bad method mode {mode!r} in {spec!r}; use NAME@fast or NAME@fast=S with 0 < S <= 1")
 
 
+def method_label(spec: str) -> str:
+    """The name a method is shown under: ``LABEL`` of ``LABEL=SPEC``, else the spec itself."""
+    label, sep, _ = spec.partition("=")
+    return label if sep and label and "/" not in label and "@" not in label else spec
+
+
 def get_method(spec: str, *, device: str = "cpu", weights: str | Path | None = None) -> Method:
     """Resolve a method by name (see module docstring) or checkpoint path."""
     from sclle.enhancement.api import build_engine
     from sclle.models.registry import MODELS, get_entry, sha256_file
 
-    label, sep, rest = spec.partition("=")
-    if sep and label and "/" not in label and "@" not in label:
-        method = get_method(rest, device=device, weights=weights)
+    label = method_label(spec)
+    if label != spec:
+        method = get_method(spec.partition("=")[2], device=device, weights=weights)
         method.name = label
         return method
     if spec in {"input", "none"}:

@@ -266,6 +266,13 @@ def run_suite(
             meth = get_method(m, device=device)
             values[m][speed_col.key] = seconds_per_image(meth, size)
             values[m][params_col.key] = _param_count(meth)
+    # rows are shown under their labels (``ours=runs/x.safetensors`` -> ``ours``), not the whole spec
+    from sclle.enhancement.methods import method_label
+
+    labels = {m: method_label(m) for m in methods}
+    methods = [labels[m] for m in methods]
+    values = {labels[m]: v for m, v in values.items()}
+    sheet_rows = [(title, {labels.get(c, c): png for c, png in row.items()}) for title, row in sheet_rows]
     card = Scorecard(methods, columns, values, notes, images, command)
     card.files = write_scorecard(card, out, sheet_rows, sheet_methods)
     return card
