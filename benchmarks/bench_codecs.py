@@ -15,21 +15,12 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import time
 from pathlib import Path
 
 import cv2
 import numpy as np
 from PIL import Image, features
-
-
-def best(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
+from timing import best
 
 
 def main() -> None:
@@ -77,7 +68,7 @@ def main() -> None:
         arr = np.asarray(Image.open(io.BytesIO(raw)).convert("RGB"))
         mpx += arr.shape[0] * arr.shape[1] / 1e6
         for k, fn in cases.items():
-            secs[k] += best(lambda fn=fn, f=f, arr=arr, raw=raw: fn(f, arr, raw), a.repeats)
+            secs[k] += best(lambda fn=fn, f=f, arr=arr, raw=raw: fn(f, arr, raw), a.repeats, warmup=False)
             if not k.startswith("decode"):
                 sizes[k] = sizes.get(k, 0) + len(fn(f, arr, raw))
     print(
