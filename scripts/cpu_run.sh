@@ -25,12 +25,11 @@ case "${1:-}" in
     OMP_NUM_THREADS=${THREADS:-1} sclle train --config "$CONFIG" --out "$RUN" --resume --time-budget-min "${2:-120}" ;;
   save)
     newest=$(ls "$RUN"/checkpoints/step_*.pt | sort | tail -1)
-    rm -rf "$SAVED" && mkdir -p "$SAVED/checkpoints" "$SAVED/samples"
+    rm -rf "$SAVED" && mkdir -p "$SAVED/checkpoints"
     cp "$RUN"/config.yaml "$RUN"/log.csv "$SAVED"/
     [ -f "$RUN"/val.csv ] && cp "$RUN"/val.csv "$SAVED"/
     cp "$newest" "$SAVED/checkpoints/"
-    latest_sample=$(ls "$RUN"/samples/*.png 2>/dev/null | sort | tail -1 || true)
-    [ -n "$latest_sample" ] && cp "$latest_sample" "$SAVED/samples/"
+    # no sample grids: they are crops of the research-use-only datasets, which are not redistributed
     echo "saved $(basename "$newest") to $SAVED" ;;
   *) sed -n 2,12p "$0"; exit 2 ;;
 esac
