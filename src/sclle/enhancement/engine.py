@@ -385,20 +385,19 @@ class Engine:
         if self._nhwc:
             small = small.contiguous(memory_format=torch.channels_last)
         tile = self._tile_size(*small.shape[-2:])
-        if net.family == "curves":
-            kw = dict(
-                strength=strength, align_corners=net.upsample_align_corners,
-                repeats=int(getattr(net, "curve_repeats", 1)),
-            )  # fmt: skip
-            if tile is not None and x.device.type == "cpu":  # large: maps made and applied band by band
-                return banded_upsample_apply(
-                    x, small, lambda t: tiled_map(self._params, t, tile, self.halo),
-                    band=max(64, tile // 2), halo=self.halo, **kw,
-                )  # fmt: skip
-            params = self._params(small) if tile is None else tiled_map(self._params, small, tile, self.halo)
-            return upsample_apply_curves(x, params, **kw)
-        params = self._params(small) if tile is None else tiled_map(self._params, small, tile, self.halo)
-        return net.apply(x, net.upsample(params, tuple(x.shape[-2:])), strength=strength)
+
+        def params_of(t: torch.Tensor) -> torch.Tensor:
+            return self._params(t) if tile is None else tiled_map(self._params, t, tile, self.halo)
+
+        if net.family != "curves":
+            return net.apply(x, net.upsample(params_of(small), tuple(x.shape[-2:])), strength=strength)
+        kw = dict(
+            strength=strength, align_corners=net.upsample_align_corners,
+            repeats=int(getattr(net, "curve_repeats", 1)),
+        )  # fmt: skip
+        if tile is not None and x.device.type == "cpu":  # large: maps made and applied band by band
+            return banded_upsample_apply(x, small, params_of, band=max(64, tile // 2), halo=self.halo, **kw)
+        return upsample_apply_curves(x, params_of(small), **kw)
 
     def curves(self, x: torch.Tensor) -> torch.Tensor:
         """Full-resolution params (strength applied for curve maps) for ``x``; for analysis and tests."""
