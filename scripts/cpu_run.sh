@@ -8,7 +8,8 @@
 # A session's working tree is rebuilt from git, so the run's state (config, logs, newest checkpoint with
 # optimizer and RNG state, ~1 MB) is committed under training/runs/cpu-scratch; `resume` puts it back and
 # continues bit-exactly (the trainer checks that the config is unchanged). Ctrl-C or kill stops cleanly.
-# THREADS (default 1) leaves the other core free for other work.
+# THREADS (default 1) leaves the other core free for other work. FORCE=1 resumes after a config change
+# (e.g. a lower learning rate; the optimizer's moments are kept, its lr becomes the config's).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUN=runs/cpu-scratch
@@ -22,7 +23,7 @@ case "${1:-}" in
   resume)
     pool
     if [ ! -d "$RUN/checkpoints" ]; then mkdir -p "$RUN" && cp -r "$SAVED"/. "$RUN"/; fi
-    OMP_NUM_THREADS=${THREADS:-1} sclle train --config "$CONFIG" --out "$RUN" --resume --time-budget-min "${2:-120}" ;;
+    OMP_NUM_THREADS=${THREADS:-1} sclle train --config "$CONFIG" --out "$RUN" --resume ${FORCE:+--force} --time-budget-min "${2:-120}" ;;
   save)
     newest=$(ls "$RUN"/checkpoints/step_*.pt | sort | tail -1)
     rm -rf "$SAVED" && mkdir -p "$SAVED/checkpoints"

@@ -152,6 +152,23 @@ def test_resume_reports_changes_and_refuses_inexact_ones(data, vgg, tmp_path, ca
     )
     assert load_checkpoint(final)["step"] == 4
     assert "warning: resuming despite" in capsys.readouterr().err
+    # a forced learning-rate change applies (the saved optimizer state would otherwise bring the old lr back)
+    assert load_checkpoint(final)["optimizer"]["param_groups"][0]["lr"] == pytest.approx(1e-3)
+    final = train(
+        cfg_for(
+            data,
+            out,
+            **{"schedule.steps": 5, "logging.log_every": 1, "loss.weights.color": 3, "optim.lr": 2e-4},
+        ),
+        vgg=vgg,
+        resume=True,
+        force=True,
+    )
+    ckpt = load_checkpoint(final)
+    assert ckpt["step"] == 5 and ckpt["optimizer"]["param_groups"][0]["lr"] == pytest.approx(2e-4)
+    assert ckpt["optimizer"]["state"], "Adam moments were restored, not reset"
+    with open(out / "log.csv") as f:
+        assert float(list(csv.DictReader(f))[-1]["lr"]) == pytest.approx(2e-4)
 
 
 def test_config_changes_lists_every_difference():

@@ -83,10 +83,18 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
 def restore_checkpoint(
     ckpt: dict[str, Any], path: Path, net: nn.Module, optimizer: torch.optim.Optimizer
 ) -> None:
-    """Load a checkpoint's weights, optimizer and RNG state; any mismatch is one :class:`SclleError`."""
+    """Load a checkpoint's weights, optimizer and RNG state; any mismatch is one :class:`SclleError`.
+
+    The optimizer's hyper-parameters (lr, betas, weight decay) stay those it was built with from the
+    current config: ``load_state_dict`` would bring back the saved ones, so a forced resume with a
+    lower learning rate would silently keep the old one. Unchanged configs resume bit-exactly either way.
+    """
     try:
         net.load_state_dict(ckpt["model"])
+        hyper = [{k: v for k, v in g.items() if k != "params"} for g in optimizer.param_groups]
         optimizer.load_state_dict(ckpt["optimizer"])
+        for group, kept in zip(optimizer.param_groups, hyper, strict=True):
+            group.update(kept)
         set_rng_state(ckpt["rng"])
     except Exception as exc:
         raise SclleError(
