@@ -341,7 +341,8 @@ def test_animated_and_multipage_inputs_are_refused_not_cut(tmp_path, weights):
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["still.png"]
 
 
-def test_a_concurrent_run_is_never_overwritten(tmp_path, weights):
+@pytest.mark.parametrize("parallel", [1, 2])
+def test_a_concurrent_run_is_never_overwritten(tmp_path, weights, parallel):
     """The other run writes our output between our check and our write: its file is kept, we skip."""
     from sclle.enhancement.api import build_engine
     from sclle.enhancement.batch import enhance_files
@@ -356,7 +357,9 @@ def test_a_concurrent_run_is_never_overwritten(tmp_path, weights):
         (out / "a.png").write_bytes(b"other run")
         return engine(x)
 
-    res = enhance_files([tmp_path / "a.png", tmp_path / "b.png"], out, racing_engine, progress=False)
+    res = enhance_files(
+        [tmp_path / "a.png", tmp_path / "b.png"], out, racing_engine, progress=False, parallel=parallel
+    )
     assert (out / "a.png").read_bytes() == b"other run"
     assert res.enhanced == 1 and not res.failed
     assert len(res.skipped) == 1 and "a.png" in res.skipped[0]

@@ -782,3 +782,49 @@ def test_png_is_written_at_the_measured_zlib_level_and_stays_lossless(tmp_path: 
     assert flevel == expected
     back = cv2.imread(str(out), cv2.IMREAD_UNCHANGED)[..., ::-1]
     assert back.dtype == dtype and np.array_equal(back, arr)
+
+
+def test_quantize_tensor_equals_the_array_path() -> None:
+    from sclle.imageio.convert import from_float, quantize_tensor
+
+    gen = torch.Generator().manual_seed(0)
+    for shape in [(1, 3, 1, 1), (1, 3, 7, 300), (3, 40, 9), (1, 3, 130, 64)]:
+        t = torch.randn(*shape, generator=gen) * 0.8 + 0.5  # values below 0 and above 1 too
+        flat = t.reshape(-1)
+        halves = torch.arange(min(flat.numel(), 520), dtype=torch.float32) / 510  # k/2 of 255: ties
+        flat[: halves.numel()] = halves
+        q = quantize_tensor(t)
+        assert q.dtype == np.uint8 and q.shape == (shape[-2], shape[-1], 3) and q.flags.c_contiguous
+        assert np.array_equal(q, from_float(sio.from_tensor(t), np.uint8)), shape
+    assert quantize_tensor(torch.tensor([0.5 / 255, 1.5 / 255, 2.5 / 255]).view(3, 1, 1)).tolist() == [
+        [[0, 2, 2]]
+    ]
+    with pytest.raises(ValueError, match="shape"):
+        quantize_tensor(torch.zeros(2, 3, 4, 4))
+
+
+@pytest.mark.parametrize(
+    ("name", "mode"),
+    [("rgb.png", "RGB"), ("rgb.jpg", "RGB"), ("rgba.png", "RGBA"), ("gray.png", "L"), ("g16.png", "I;16")],
+)
+def test_writing_the_engines_tensor_gives_the_same_file_as_the_array(
+    tmp_path: Path, name: str, mode: str
+) -> None:
+    rng = np.random.default_rng(1)
+    if mode == "I;16":
+        PILImage.fromarray((rng.random((9, 11)) * 60000).astype(np.uint16)).save(tmp_path / name)
+    else:
+        arr = (rng.random((9, 11, 4)) * 255).astype(np.uint8)
+        PILImage.fromarray(arr).convert(mode).save(tmp_path / name)
+    img = sio.read_image(tmp_path / name)
+    t = torch.from_numpy(img.rgb.transpose(2, 0, 1).copy())[None] * 1.3 - 0.05
+    a = sio.write_image(tmp_path / "out" / f"array_{name}", img, sio.from_tensor(t))
+    b = sio.write_image(tmp_path / "out" / f"tensor_{name}", img, t)
+    assert a.read_bytes() == b.read_bytes()
+    bad = t.clone()
+    bad[0, 1, 2, 3] = float("nan")
+    with pytest.raises(ValueError, match="NaN"):
+        sio.write_image(tmp_path / "out" / f"nan_{name}", img, bad)
+    with pytest.raises(ValueError, match="shape"):
+        sio.write_image(tmp_path / "out" / f"shape_{name}", img, t[:, :2])
+    assert not (tmp_path / "out" / f"nan_{name}").exists()

@@ -138,6 +138,14 @@ def register(app: typer.Typer) -> None:
             max=MAX_THREADS,
             help=f"CPU threads for the network, 1..{MAX_THREADS} (default: all cores).",
         ),  # fmt: skip
+        parallel: int = typer.Option(
+            None,
+            "--parallel",
+            min=1,
+            max=MAX_THREADS,
+            help="CPU: images enhanced at once, one thread each (default: one per thread when every image "
+            "has at most 4 Mpx, else 1; 1 puts all threads on one image at a time).",
+        ),  # fmt: skip
         max_pixels: int = typer.Option(
             DEFAULT_MAX_PIXELS,
             "--max-pixels",
@@ -175,8 +183,8 @@ def register(app: typer.Typer) -> None:
 
             res = enhance_files(
                 inputs, out, engine, recursive=recursive, format=format, quality=quality,
-                overwrite=overwrite, compare=compare, suffix=suffix, progress=not quiet, max_pixels=max_pixels,
-                shard=shard,
+                overwrite=overwrite, compare=compare, suffix=suffix, parallel=parallel, progress=not quiet,
+                max_pixels=max_pixels, shard=shard,
             )  # fmt: skip
             if not shard.main:  # rank 0 reports everyone's lines and exits 1 for all; exiting 1 here too
                 return  # could let torchrun stop rank 0 before it has printed the summary

@@ -17,7 +17,7 @@ from __future__ import annotations
 from sclle.imageio.convert import Image, from_array, from_pil, from_tensor, to_array, to_pil, to_tensor
 from sclle.imageio.discover import find_images
 from sclle.imageio.formats import SUPPORTED_EXTENSIONS, ConversionWarning, is_supported
-from sclle.imageio.read import DEFAULT_MAX_PIXELS, read_image
+from sclle.imageio.read import DEFAULT_MAX_PIXELS, declared_size, read_image
 from sclle.imageio.sheet import side_by_side
 from sclle.imageio.write import OutputExistsError, conversion_notes, output_path, write_image
 
@@ -28,6 +28,7 @@ __all__ = [
     "Image",
     "OutputExistsError",
     "conversion_notes",
+    "declared_size",
     "find_images",
     "from_array",
     "from_pil",

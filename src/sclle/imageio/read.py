@@ -163,6 +163,18 @@ def _decode_opencv(path: Path, gray: bool) -> tuple[np.ndarray, np.ndarray | Non
     return np.ascontiguousarray(a[..., 2::-1]), alpha, "rgb"
 
 
+def declared_size(path: str | Path) -> tuple[int, int] | None:
+    """(width, height) as the file's header declares it, without decoding pixels; None if unreadable.
+
+    For planning only (how many images fit in memory at once): :func:`read_image` still checks the file.
+    """
+    try:
+        with PILImage.open(Path(path).expanduser()) as im:
+            return int(im.width), int(im.height)
+    except Exception:
+        return None
+
+
 def read_image(path: str | Path, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Image:
     """Read an image file into an :class:`Image` (float32 RGB in [0,1] + what is needed to write it back).
 

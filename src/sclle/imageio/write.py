@@ -15,6 +15,7 @@ import struct
 import warnings
 import zlib
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
@@ -35,6 +36,9 @@ from sclle.imageio.formats import (
     ConversionWarning,
     canonical_format,
 )
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = ["OutputExistsError", "conversion_notes", "output_path", "write_image"]
 
@@ -183,13 +187,16 @@ def _refuse_input(target: Path, src: Path | None) -> None:
 def write_image(
     path: str | Path,
     image: Image,
-    rgb: np.ndarray,
+    rgb: np.ndarray | torch.Tensor,
     *,
     format: str | None = None,
     quality: int = 95,
     overwrite: bool = False,
 ) -> Path:
     """Write the enhanced ``rgb`` in the layout of ``image`` and return the path actually written.
+
+    ``rgb`` is an HxWx3 float array in [0, 1] or, as the engine returns it, a (1, 3, H, W) float tensor
+    (written without a float copy in HxWx3 layout; the same file either way).
 
     The format is ``format`` if given (the extension is changed to match), else the one ``path``'s
     extension names, else the source's. Gray, alpha, 16 bits, EXIF and ICC are kept where the format
