@@ -49,20 +49,23 @@ def measure(mode: str, a: argparse.Namespace, items: list, decoded: list[torch.T
         torch.set_num_threads(a.threads)
         return time.perf_counter() - t0
 
-    def end_to_end() -> float:
+    def end_to_end(parallel: int | None = None) -> float:
         with tempfile.TemporaryDirectory() as d:
             t0 = time.perf_counter()
-            res = enhance_files(a.data, Path(d) / "out", eng, progress=False, workers=a.workers)
+            res = enhance_files(
+                a.data, Path(d) / "out", eng, progress=False, workers=a.workers, parallel=parallel
+            )
             s = time.perf_counter() - t0
         if res.failed or res.enhanced != len(decoded):
             raise SystemExit(f"{mode}: {res.enhanced} enhanced, failed: {res.failed[:3]}")
         return s
 
-    times: dict[str, list[float]] = {"serial": [], "per_thread": [], "e2e": []}
+    times: dict[str, list[float]] = {"serial": [], "per_thread": [], "e2e": [], "e2e_one": []}
     for _ in range(a.repeats):  # alternated, best of each: the machine is shared and noisy
         times["serial"].append(serial())
         times["per_thread"].append(per_thread())
         times["e2e"].append(end_to_end())
+        times["e2e_one"].append(end_to_end(parallel=1))
     best = {k: len(decoded) / min(v) for k, v in times.items()}
     compute = max(best["serial"], best["per_thread"])
     r = {
@@ -76,13 +79,14 @@ def measure(mode: str, a: argparse.Namespace, items: list, decoded: list[torch.T
         "compute_per_thread_images_per_s": best["per_thread"],
         "compute_images_per_s": compute,
         "end_to_end_images_per_s": best["e2e"],
+        "end_to_end_one_at_a_time_images_per_s": best["e2e_one"],
     }
     r["ratio"] = r["end_to_end_images_per_s"] / compute
     print(
         f"{mode:>5} ({r['precision']}, scale {r['scale']}): compute {best['serial']:.2f} img/s one image "
         f"at a time, {best['per_thread']:.2f} one image per thread; end to end "
         f"{best['e2e']:.2f} img/s (batch runs {schedule} at once) = {r['ratio']:.0%} of the faster "
-        f"compute (engine set-up {setup_s:.1f} s)",
+        f"compute; --parallel 1: {best['e2e_one']:.2f} img/s (engine set-up {setup_s:.1f} s)",
         flush=True,
     )
     return r
