@@ -253,7 +253,8 @@ def parallel_images(jobs: Sequence[tuple[Path, Path]], engine: Engine, threads: 
     """How many images of ``jobs`` to enhance at once: one per CPU thread when every image is small.
 
     Why: on small images the network's ops are too short for several threads to share one well
-    (DICM/LIME in fast mode: 20.7 img/s with 2 threads on one image, 25.0 with one image per thread),
+    (DICM/LIME in fast mode, 2 cores: 20.5 img/s with both threads on one image, 23.2 with one image
+    per thread; BENCHMARKS.md, "Issue 15, third pass"),
     while decoding and encoding are single-threaded; an image per core keeps every core on its own
     image from file to file. Large images keep all threads on one image at a time, so memory stays
     that of one image (``PARALLEL_MAX_PIXELS`` bounds what several in flight can hold). GPUs, and
