@@ -304,7 +304,9 @@ def _run(
         except (RuntimeError, MemoryError) as exc:  # e.g. out of memory on a huge image
             raise _Failed(f"{_fail_reason(src, exc)} (try --tile 512 or --fast)") from None
 
-    def write(img: imageio.Image, out: torch.Tensor, dst: Path) -> tuple[list[Path], list[str]]:
+    def write(img: imageio.Image, out: torch.Tensor, dst: Path) -> tuple[list[Path], list[str], list[str]]:
+        """Write one result: (files written, skip lines, what the output format could not keep)."""
+        notes = imageio.conversion_notes(img, format or img.format or "PNG")
         written: list[Path] = []
         skipped: list[str] = []
         with warnings.catch_warnings():  # notes are collected below and reported once, not per file
@@ -314,7 +316,7 @@ def _run(
                     imageio.write_image(dst, img, out, format=format, quality=quality, overwrite=overwrite)
                 )
             except imageio.OutputExistsError as exc:  # another run created it since we planned
-                return written, [str(exc)]
+                return written, [str(exc)], notes
             if compare:
                 sheet = imageio.side_by_side(img.rgb, imageio.from_tensor(out))
                 cmp_img = imageio.Image(rgb=sheet, mode="rgb", bit_depth=8, format="PNG")
@@ -324,14 +326,11 @@ def _run(
                     )
                 except imageio.OutputExistsError as exc:
                     skipped.append(str(exc))
-        return written, skipped
+        return written, skipped, notes
 
-    def notes_of(img: imageio.Image) -> list[str]:
-        return imageio.conversion_notes(img, format or img.format or "PNG")
-
-    def settle(src: Path, fut: Future, notes: list[str] | None = None) -> None:
+    def settle(src: Path, fut: Future) -> None:
         try:
-            written, skipped, *more = fut.result()
+            written, skipped, notes = fut.result()
         except (SclleError, _Failed) as exc:
             result.failed.append(str(exc))
         except OSError as exc:
@@ -339,7 +338,7 @@ def _run(
         except Exception as exc:  # e.g. a result with NaN from broken weights
             result.failed.append(_fail_reason(src, exc))
         else:
-            for note in more[0] if more else notes or []:
+            for note in notes:
                 if note not in result.notes:
                     result.notes.append(note)
             result.written.extend(written)
@@ -352,7 +351,7 @@ def _run(
 
         def whole(src: Path, dst: Path) -> tuple[list[Path], list[str], list[str]]:
             img, x = load(src)
-            return (*write(img, compute(src, x), dst), notes_of(img))
+            return write(img, compute(src, x), dst)
 
         threads = torch.get_num_threads()
         torch.set_num_threads(max(1, threads // n))  # process-wide; put back below
@@ -381,7 +380,7 @@ def _run(
                 yield pending.popleft()
         yield from pending
 
-    writes: deque[tuple[Path, Future, list[str]]] = deque()
+    writes: deque[tuple[Path, Future]] = deque()
     with (
         ThreadPoolExecutor(max_workers=workers) as readers,
         ThreadPoolExecutor(max_workers=workers) as writers,
@@ -389,7 +388,7 @@ def _run(
         for src, dst, fut in prefetch(readers):
             try:
                 img, x = fut.result()
-                writes.append((src, writers.submit(write, img, compute(src, x), dst), notes_of(img)))
+                writes.append((src, writers.submit(write, img, compute(src, x), dst)))
             except (SclleError, _Failed) as exc:
                 result.failed.append(str(exc))
             except Exception as exc:  # a batch reports and goes on; never a traceback for one file

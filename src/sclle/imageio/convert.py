@@ -305,15 +305,12 @@ def compose(
     """
     if _is_tensor(rgb):
         _check_tensor(image, rgb)
-        if image.mode == "rgb" and np.dtype(dtype) == np.uint8:
-            out = quantize_tensor(rgb)
-            if keep_alpha and image.alpha is not None:
-                out = np.dstack([out, _convert_alpha(image.alpha, np.dtype(np.uint8))])
-            return out
-        rgb = from_tensor(rgb)
-    rgb = _check_rgb(image, rgb)
-    color = rgb.mean(axis=2) if image.mode == "gray" else rgb
-    out = from_float(color, dtype)
+    if _is_tensor(rgb) and image.mode == "rgb" and np.dtype(dtype) == np.uint8:
+        out = quantize_tensor(rgb)
+    else:
+        rgb = _check_rgb(image, from_tensor(rgb) if _is_tensor(rgb) else rgb)
+        color = rgb.mean(axis=2) if image.mode == "gray" else rgb
+        out = from_float(color, dtype)
     if keep_alpha and image.alpha is not None:
         a = _convert_alpha(image.alpha, dtype)
         out = np.dstack([out, a]) if out.ndim == 3 else np.stack([out, a], axis=2)
