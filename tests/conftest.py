@@ -51,6 +51,7 @@ def _restore_torch_globals() -> Iterator[None]:
     ) != (deterministic):
         torch.use_deterministic_algorithms(deterministic[0], warn_only=deterministic[1])
     torch.set_grad_enabled(grad)
+    torch.set_flush_denormal(False)  # the default; torch has no getter, and the training CLI turns it on
 
 
 @pytest.fixture(scope="module")

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import copy
+
 import torch
 import torch.nn.functional as F
 
+from sclle.core.weights import NEGLIGIBLE_WEIGHT
 from sclle.models.dce import DCENet, apply_curves, flush_subnormals_
 from sclle.models.registry import build_model, read_state_dict, sha256_file
 
@@ -92,6 +95,25 @@ def test_flush_subnormals_counts_and_is_exact():
     assert flush_subnormals_(net) == 2
     assert net.e_conv2.weight[0, 0, 0, 0] == 0
     assert torch.equal(before, net.enhance(x))
+
+
+def test_negligible_weights_are_flushed_on_load_with_identical_output():
+    """Tiny normal weights (dead channels decayed to ~1e-33) make subnormal products: zeroed on load."""
+    torch.manual_seed(0)
+    net = DCENet()
+    with torch.no_grad():
+        net.e_conv3.weight[:4] = 3e-33  # a decayed channel: normal floats, far below any activation
+        net.e_conv5.weight[0, 0, 0, 0] = -2e-31
+    sd = {k: v.clone() for k, v in net.state_dict().items()}
+    assert flush_subnormals_(copy.deepcopy(net)) == 0  # not subnormal: the default leaves them
+    x = torch.rand(1, 3, 24, 24)
+    with torch.no_grad():
+        before = net.enhance(x)
+        loaded = build_model(sd)
+        after = loaded.enhance(x)
+    assert int((loaded.e_conv3.weight[:4] != 0).sum()) == 0 and loaded.e_conv5.weight[0, 0, 0, 0] == 0
+    assert torch.equal(before, after)
+    assert flush_subnormals_(net, below=NEGLIGIBLE_WEIGHT) == 4 * 32 * 9 + 1
 
 
 def _released(name: str, sha: str):

@@ -9,6 +9,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+from sclle.core.device import flush_denormals
+
 _START: dict[str, object] = {}
 
 
@@ -18,6 +20,8 @@ def _state() -> dict[str, object]:
         "dtype": torch.get_default_dtype(),
         "deterministic": torch.are_deterministic_algorithms_enabled(),
         "grad": torch.is_grad_enabled(),
+        # subnormals kept (the default) or flushed to zero (what the training CLI sets)
+        "subnormals": torch.tensor(1e-40, dtype=torch.float32).item() != 0,
     }
 
 
@@ -27,6 +31,8 @@ def test_a_test_may_change_torch_globals():
     torch.set_default_dtype(torch.float64)
     # determinism is restored too; not toggled here: the first use_deterministic_algorithms call costs seconds
     torch.set_grad_enabled(False)
+    if flush_denormals():  # x86 with SSE3, ARM with FZ: the multiply underflows to exactly zero
+        assert (torch.full((1,), 1e-20, dtype=torch.float32) ** 2).item() == 0.0
     assert _state() != _START
 
 

@@ -212,21 +212,31 @@ def load_into(
     return net
 
 
-def flush_subnormals_(module: nn.Module) -> int:
-    """Replace subnormal float parameters by zero, in place; return how many were replaced.
+#: Weights smaller than this cannot change a float32 activation of the enhancers (their products with
+#: activations are far below the resolution of anything they are added to), but they make subnormal
+#: products, which x86 CPUs compute in microcode: a from-scratch DCE-Net whose dead channels had decayed
+#: to 1e-35..1e-31 ran 14x slower on an Intel Xeon until they were zeroed, with bit-identical curves
+#: (BENCHMARKS.md, "Subnormal weights").
+NEGLIGIBLE_WEIGHT = 1e-30
+
+
+def flush_subnormals_(module: nn.Module, *, below: float | None = None) -> int:
+    """Replace subnormal float parameters (or, with ``below``, every one smaller in magnitude) by zero,
+    in place; return how many were replaced.
 
     The released checkpoints hold tens of thousands of subnormal weights (41,669 in SCL-LLE.pth).
     x86 CPUs handle subnormals in microcode, which makes convolutions ~30x slower; their
     contribution is below float32 resolution of any activation, so zeroing them gives
-    bit-identical outputs.
+    bit-identical outputs. Loading uses ``below=NEGLIGIBLE_WEIGHT``, which also removes the tiny normal
+    weights whose products with small activations are subnormal.
     """
     n = 0
     with torch.no_grad():
         for p in list(module.parameters()) + list(module.buffers()):
             if not p.is_floating_point():
                 continue
-            tiny = torch.finfo(p.dtype).tiny
-            mask = (p != 0) & (p.abs() < tiny)
+            floor = max(below or 0.0, torch.finfo(p.dtype).tiny)
+            mask = (p != 0) & (p.abs() < floor)
             k = int(mask.sum())
             if k:
                 p.masked_fill_(mask, 0.0)

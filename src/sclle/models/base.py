@@ -26,7 +26,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sclle.core.weights import WeightsEntry, flush_subnormals_, load_entry_state_dict, load_into
+from sclle.core.weights import (
+    NEGLIGIBLE_WEIGHT,
+    WeightsEntry,
+    flush_subnormals_,
+    load_entry_state_dict,
+    load_into,
+)
 from sclle.errors import WeightsError
 
 
@@ -131,7 +137,7 @@ def build(
     """What every torchvision-style builder does: construct, then (if ``weights``) load the entry's file.
 
     The file is resolved and hash-checked by :mod:`sclle.core.weights`, loaded ``strict`` (the whole reason
-    in one line when it does not fit), subnormal weights are flushed (bit-identical output, no slow path).
+    in one line when it does not fit), subnormal and negligible weights are flushed (bit-identical output, no slow path).
     """
     net = cls(**{**(dict(weights.arch_kwargs) if weights is not None else {}), **kwargs})
     if weights is not None:
@@ -143,7 +149,8 @@ def build(
 
 
 def load_state(net: Enhancer, state_dict: dict[str, torch.Tensor], source: str | Path) -> Enhancer:
-    """Strict load into ``net`` and flush subnormals (shared by builders and plain weights files)."""
+    """Strict load into ``net`` and flush subnormal and negligible weights (shared by builders and plain
+    weights files)."""
     load_into(net, state_dict, source, net.arch or type(net).__name__)
-    flush_subnormals_(net)
+    flush_subnormals_(net, below=NEGLIGIBLE_WEIGHT)
     return net

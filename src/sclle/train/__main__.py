@@ -26,9 +26,11 @@ def run(
     steps: int | None = None,
     time_budget_min: float | None = None,
 ) -> Path:
+    from sclle.core.device import flush_denormals
     from sclle.train.config import load_config
     from sclle.train.trainer import train
 
+    flush_denormals()  # before torch's first parallel op, so every CPU worker thread inherits it
     extra = list(overrides)
     if out is not None:
         extra.append(f"logging.out={out}")
