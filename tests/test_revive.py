@@ -1,0 +1,55 @@
+"""Reviving dead DCE-Net channels (sclle.train.revive): same output, fresh weights, trainable again."""
+
+from __future__ import annotations
+
+import torch
+
+from sclle.models.dce import DCENet
+from sclle.train.revive import revive_dead_channels
+
+
+def _checkpoint() -> tuple[DCENet, dict]:
+    torch.manual_seed(0)
+    net = DCENet()
+    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+    net(torch.rand(1, 3, 16, 16)).square().mean().backward()
+    opt.step()
+    with torch.no_grad():
+        net.e_conv4.weight[3:6] = 0.0  # dead: no incoming weights...
+        net.e_conv4.bias[3:5] = -0.1  # ...and silent (ReLU of a negative constant)
+        net.e_conv4.bias[5] = 0.2  # a constant map, read by conv5 as a bias: must be left alone
+        net.e_conv2.weight[7] = 0.0
+        net.e_conv2.bias[7] = 0.3
+        net.e_conv3.weight[:, 7] = 0.0  # constant but unread by conv3...
+        net.e_conv6.weight[:, 7] = 0.0  # ...and by conv6: revivable
+    ckpt = {"model": {k: v.clone() for k, v in net.state_dict().items()}, "optimizer": opt.state_dict()}
+    return net, ckpt
+
+
+def test_revive_keeps_the_output_and_redraws_only_dead_channels():
+    net, ckpt = _checkpoint()
+    done = revive_dead_channels(ckpt, seed=1)
+    assert done["e_conv4"] == [3, 4] and done["e_conv2"] == [7]
+    assert all(not v for k, v in done.items() if k not in ("e_conv2", "e_conv4"))
+    sd = ckpt["model"]
+    assert (sd["e_conv4.weight"][3:5].abs().amax(dim=(1, 2, 3)) > 0).all()
+    assert torch.equal(sd["e_conv4.bias"][3:5], torch.zeros(2))
+    assert torch.equal(sd["e_conv4.weight"][5], torch.zeros_like(sd["e_conv4.weight"][5]))  # the constant
+    assert torch.equal(sd["e_conv5.weight"][:, 32 + 3 : 32 + 5], torch.zeros(32, 2, 3, 3))  # readers zeroed
+    state = ckpt["optimizer"]["state"]
+    assert torch.equal(state[6]["exp_avg"][3:5], torch.zeros_like(state[6]["exp_avg"][3:5]))  # e_conv4.weight
+    assert state[6]["exp_avg"][0].abs().sum() > 0  # live channels keep their moments
+    revived = DCENet()
+    revived.load_state_dict(sd)
+    x = torch.rand(2, 3, 24, 24)
+    with torch.no_grad():
+        assert torch.equal(revived(x), net(x))
+
+
+def test_revived_channels_get_gradient_through_their_readers():
+    _, ckpt = _checkpoint()
+    revive_dead_channels(ckpt, seed=1)
+    net = DCENet()
+    net.load_state_dict(ckpt["model"])
+    net(torch.rand(1, 3, 24, 24)).square().mean().backward()
+    assert net.e_conv5.weight.grad[:, 32 + 3 : 32 + 5].abs().sum() > 0  # readers grow first (ReDo)
