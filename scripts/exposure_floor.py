@@ -27,8 +27,7 @@ import torch
 from tqdm.auto import tqdm
 
 from sclle.core.files import atomic_write, natural_sorted
-from sclle.data.pool_builder import PoolParams, check_scene, discover_scenes
-from sclle.data.sice import held_out_scenes
+from sclle.data.pool_builder import training_scenes
 from sclle.imageio import read_image, to_tensor
 from sclle.metrics import create
 from sclle.models.base import apply_le_curves, scale_curves
@@ -40,18 +39,7 @@ LUMA = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
 
 def real_photos(data_root: Path, scenes: int, seed: int, lo: float = 0.12, hi: float = 0.5):
     """(name, image) of SICE training-scene frames whose mean luma lies in [lo, hi]."""
-    wanted = held_out_scenes()
-    found, _ = discover_scenes(data_root / "sice_part1")
-    found = [s for s in found if s.id not in wanted]
-    random.Random(seed).shuffle(found)
-    used = 0
-    for scene in found:
-        if used >= scenes:
-            break
-        rec, frames, _ = check_scene(scene, PoolParams())
-        if "reason" in rec:
-            continue
-        used += 1
+    for scene, frames, _ in training_scenes(data_root / "sice_part1", scenes, seed):
         for k, frame in enumerate(frames):
             x = torch.from_numpy(np.ascontiguousarray(frame)).permute(2, 0, 1)[None].float() / 255.0
             if lo <= float((x * LUMA).sum(1).mean()) <= hi:

@@ -28,8 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from sclle.core.files import atomic_write, natural_sorted
-from sclle.data.pool_builder import PoolParams, check_scene, discover_scenes
-from sclle.data.sice import held_out_scenes
+from sclle.data.pool_builder import training_scenes
 from sclle.imageio import read_image, to_tensor
 from sclle.metrics import create
 from sclle.models.base import apply_le_curves, scale_curves
@@ -70,18 +69,7 @@ def sweep(net, pairs, progress: bool = True) -> list[dict]:
 
 def training_pairs(data_root: Path, scenes: int, dark: int, normal: int, seed: int):
     """(kind, name, input, reference) from the training splits only."""
-    wanted = held_out_scenes()
-    found, _ = discover_scenes(data_root / "sice_part1")
-    found = [s for s in found if s.id not in wanted]
-    random.Random(seed).shuffle(found)
-    used = 0
-    for scene in found:
-        if used >= scenes:
-            break
-        rec, frames, fused = check_scene(scene, PoolParams())
-        if "reason" in rec:
-            continue
-        used += 1
+    for scene, frames, fused in training_scenes(data_root / "sice_part1", scenes, seed):
         for k, frame in enumerate(frames[:3]):
             yield "sice", f"{scene.id}_{k}", _tensor(frame), _tensor(fused)
     files = natural_sorted(

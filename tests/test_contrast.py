@@ -170,6 +170,7 @@ def test_real_sice_frames_scene_grouping():
 
 def test_held_out_sice_scenes_never_enter_the_pool(tmp_path):
     """A scene with a frame of the held-out SICE list (the benchmark's real pairs) is skipped by default."""
+    from sclle.data.pool_builder import training_scenes
     from sclle.data.sice import held_out_files, held_out_scenes
 
     names = next(f for f in held_out_scenes().values() if len(f) >= 3)
@@ -194,3 +195,5 @@ def test_held_out_sice_scenes_never_enter_the_pool(tmp_path):
 
     opened = build_pool(src, tmp_path / "pool2", progress=False, sheet=False, exclude_held_out=False)
     assert sorted(s["id"] for s in opened["scenes"]) == ["free", "held"]  # the frames themselves were usable
+    # the exposure fits' training scenes exclude them too
+    assert [scene.id for scene, _, _ in training_scenes(src, limit=5)] == ["free"]

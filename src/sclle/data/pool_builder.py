@@ -35,9 +35,10 @@ from __future__ import annotations
 import csv
 import json
 import math
+import random
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -48,7 +49,7 @@ from tqdm import tqdm
 
 from sclle import imageio
 from sclle.core.files import natural_sorted, write_json
-from sclle.data.sice import held_out_files
+from sclle.data.sice import held_out_files, held_out_scenes
 from sclle.errors import SclleError
 
 POOL_FORMAT = "sclle-contrast-pool/1"
@@ -435,3 +436,24 @@ def build_pool(
     if sheet:
         contact_sheet(out)
     return meta
+
+
+def training_scenes(
+    source: str | Path, limit: int, seed: int = 0, params: PoolParams | None = None
+) -> Iterator[tuple[Scene, list[np.ndarray], np.ndarray]]:
+    """Up to ``limit`` usable scenes of ``source`` outside the held-out list, in a seeded random order:
+    (scene, its frames in exposure order as RGB uint8, their fusion). For fitting on training data only
+    (``scripts/fit_exposure.py``, ``scripts/exposure_floor.py``)."""
+    held_ids, held_frames = held_out_scenes(), held_out_files()
+    found, _ = discover_scenes(source)
+    found = [s for s in found if s.id not in held_ids and not {p.name for p in s.frames} & held_frames]
+    random.Random(seed).shuffle(found)
+    used = 0
+    for scene in found:
+        if used >= limit:
+            return
+        rec, frames, fused = check_scene(scene, params or PoolParams())
+        if "reason" in rec or fused is None:
+            continue
+        used += 1
+        yield scene, frames, fused
