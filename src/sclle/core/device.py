@@ -61,8 +61,8 @@ def rank_device(device: str | torch.device | None, local_rank: int) -> torch.dev
 def flush_denormals() -> bool:
     """Make this thread (and the CPU worker threads created after it) flush subnormal floats to zero.
 
-    Subnormal numbers take a microcode path on x86 CPUs: a training step of the CPU recipe took 13 s
-    instead of ~1 s on an Intel Xeon once dead channels' weights and gradients decayed into that range.
+    Subnormal numbers take a microcode path on x86 CPUs: a training step of the CPU recipe took 13-16 s
+    instead of 2.1 s on an Intel Xeon once dead channels' weights had decayed towards that range.
     The flag is per thread and OpenMP workers copy it when they are created, so call this before the
     first parallel torch operation of the process (the CLI's training commands do). Returns whether the
     CPU supports it. Process-wide state: the library's inference path does not set it (it zeroes

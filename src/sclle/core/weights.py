@@ -215,7 +215,7 @@ def load_into(
 #: Weights smaller than this cannot change a float32 activation of the enhancers (their products with
 #: activations are far below the resolution of anything they are added to), but they make subnormal
 #: products, which x86 CPUs compute in microcode: a from-scratch DCE-Net whose dead channels had decayed
-#: to 1e-35..1e-31 ran 14x slower on an Intel Xeon until they were zeroed, with bit-identical curves
+#: to 1e-35..1e-31 ran 24x slower on an Intel Xeon until they were zeroed, with bit-identical curves
 #: (BENCHMARKS.md, "Subnormal weights").
 NEGLIGIBLE_WEIGHT = 1e-30
 

@@ -260,7 +260,7 @@ def _train_step(s: _Setup, step: int) -> _StepResult:
         torch.nn.utils.clip_grad_norm_(s.net.parameters(), s.cfg.optim.grad_clip)
     s.optimizer.step()
     # dead channels' weights decay towards zero through the subnormal range, where CPU convolutions
-    # take a microcode path (14x slower steps seen on an Intel Xeon); they cannot matter, so zero them
+    # take a microcode path (7x slower steps seen on an Intel Xeon); they cannot matter, so zero them
     flush_subnormals_(s.net, below=NEGLIGIBLE_WEIGHT)
     return _StepResult(losses, batch.low, enhanced)
 
