@@ -10,10 +10,11 @@
 # continues bit-exactly (the trainer checks that the config is unchanged). Ctrl-C or kill stops cleanly.
 # THREADS (default 1) leaves the other core free for other work. FORCE=1 resumes after a config change
 # (e.g. a lower learning rate; the optimizer's moments are kept, its lr becomes the config's).
+# NAME=cpu-scratch-col25 SET="--set loss.weights.color=25" works on a branch of the run (session 4's A/B).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-RUN=runs/cpu-scratch
-SAVED=training/runs/cpu-scratch
+RUN=runs/${NAME:-cpu-scratch}
+SAVED=training/runs/${NAME:-cpu-scratch}
 CONFIG=configs/scl_cpu.yaml
 pool() { [ -f .devdata/contrast_pool/pool.json ] || sclle prepare-contrast ../shared/data/sice_part1 --out .devdata/contrast_pool; }
 case "${1:-}" in
@@ -23,7 +24,7 @@ case "${1:-}" in
   resume)
     pool
     if [ ! -d "$RUN/checkpoints" ]; then mkdir -p "$RUN" && cp -r "$SAVED"/. "$RUN"/; fi
-    OMP_NUM_THREADS=${THREADS:-1} sclle train --config "$CONFIG" --out "$RUN" --resume ${FORCE:+--force} --time-budget-min "${2:-120}" ;;
+    OMP_NUM_THREADS=${THREADS:-1} sclle train --config "$CONFIG" --out "$RUN" --resume ${FORCE:+--force} ${SET:-} --time-budget-min "${2:-120}" ;;
   save)
     newest=$(ls "$RUN"/checkpoints/step_*.pt | sort | tail -1)
     rm -rf "$SAVED" && mkdir -p "$SAVED/checkpoints"
