@@ -31,7 +31,7 @@ from sclle.data.pool_builder import training_scenes
 from sclle.imageio import read_image, to_tensor
 from sclle.metrics import create
 from sclle.models.base import apply_le_curves, scale_curves
-from sclle.models.exposure import log_highlight_luminance, log_mean_luminance
+from sclle.models.exposure import adaptive_strength
 from sclle.models.registry import load_weights
 
 LUMA = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
@@ -47,8 +47,7 @@ def real_photos(data_root: Path, scenes: int, seed: int, lo: float = 0.12, hi: f
 
 
 def strengths(x: torch.Tensor, e: dict, floors: list[float]) -> list[float]:
-    raw = e["a"] + e["b"] * float(log_mean_luminance(x)) + e["c"] * float(log_highlight_luminance(x))
-    return [min(max(raw, lo), e["hi"]) for lo in floors]
+    return [float(adaptive_strength(x, **{**e, "lo": lo})[0]) for lo in floors]
 
 
 def main() -> None:
