@@ -3,7 +3,8 @@
 PSNR and SSIM (grey) barely see a tint that covers a whole picture; this measures it. For 20 CamVid test
 images, evenly spaced, darkened like the scorecard's protocols (moderate ``0.8·x^1.5``, strong ``0.5·x^2.5``)
 and enhanced in exact mode, it reports the mean over images of ``(a*, b*)`` of the output minus that of the
-original (negative a*: green, positive b*: yellow) and the mean length of that shift.
+original (negative a*: green, positive b*: yellow) and the mean length of that shift (the scorecard's
+``cast`` column, :mod:`sclle.metrics.cast`, is that length; this script adds its direction).
 
     python scripts/colour_cast.py -m scl-lle-official,zero-dce-official,sclle-default \
         -m "runs/cpu-scratch/checkpoints/step_0007840.pt@-2.0,-0.9,-1.9,0,1.5"
@@ -17,13 +18,12 @@ import argparse
 from pathlib import Path
 
 import numpy as np
-import torch
-from skimage.color import rgb2lab
 
 from sclle.core.files import natural_sorted
 from sclle.core.sampling import evenly_spaced
 from sclle.enhancement.engine import Engine, EngineConfig
 from sclle.imageio import read_image, to_tensor
+from sclle.metrics.cast import mean_chroma
 from sclle.models.registry import build_model, load_weights, read_state_dict
 
 LEVELS = {"moderate": (1.5, 0.8), "strong": (2.5, 0.5)}
@@ -35,10 +35,6 @@ def model(spec: str):
     path, numbers = spec.rsplit("@", 1)
     a, b, c, lo, hi = (float(v) for v in numbers.split(","))
     return build_model(read_state_dict(path), exposure={"a": a, "b": b, "c": c, "lo": lo, "hi": hi})
-
-
-def mean_ab(t: torch.Tensor) -> np.ndarray:
-    return rgb2lab(t[0].permute(1, 2, 0).clamp(0, 1).numpy())[..., 1:].mean((0, 1))
 
 
 def main() -> None:
@@ -61,9 +57,9 @@ def main() -> None:
         for f in files:
             ref = to_tensor(read_image(f).rgb)
             x = (e * ref**g).clamp(0, 1)
-            ab = mean_ab(ref)
+            ab = mean_chroma(ref)[0].numpy()
             for s, eng in engines.items():
-                shifts[s].append(mean_ab(eng(x)) - ab)
+                shifts[s].append(mean_chroma(eng(x))[0].numpy() - ab)
         for s, v in shifts.items():
             d = np.array(v)
             da, db = d.mean(0)

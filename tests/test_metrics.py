@@ -40,7 +40,7 @@ def _gray_levels(levels: torch.Tensor) -> torch.Tensor:
 
 def test_list_metrics_describes_each_builtin():
     infos = {m.name: m for m in metrics.list_metrics()}
-    assert set(infos) == {"niqe", "piqe", "entropy", "psnr", "ssim", "lpips", "clipped", "miou"}
+    assert set(infos) == {"niqe", "piqe", "entropy", "psnr", "ssim", "lpips", "clipped", "cast", "miou"}
     assert infos["niqe"].kind == "nr" and infos["niqe"].lower_is_better
     assert infos["psnr"].kind == "fr" and not infos["psnr"].lower_is_better
     assert infos["miou"].kind == "seg"
@@ -367,3 +367,44 @@ def test_metrics_run_on_gpu_like_on_cpu():
         assert torch.allclose(got.cpu(), metrics.create(name)(x), rtol=1e-6)
     for name in ("psnr", "ssim"):
         assert torch.allclose(metrics.create(name)(x.cuda(), y.cuda()).cpu(), metrics.create(name)(x, y))
+
+
+# ---------------------------------------------------------------------------------------- cast, clipped
+
+
+def test_cast_of_known_colours():
+    """sRGB red is L*a*b* (53.24, 80.09, 67.20) (CIE D65); grey has a* = b* = 0 at any lightness."""
+    red = torch.zeros(1, 3, 4, 5)
+    red[:, 0] = 1.0
+    grey = torch.full((1, 3, 4, 5), 0.5)
+    assert metrics.cast(red, grey).item() == pytest.approx(math.hypot(80.09, 67.20), abs=0.02)
+    assert (
+        metrics.cast(grey * 0.3, grey).item() < 0.01
+    )  # lightness is not a cast (skimage: grey a*, b* ~1e-3)
+
+
+def test_cast_sees_a_tint_psnr_barely_does():
+    x = _textured(b=2)
+    tinted = x.clone()
+    tinted[:, 1] = (tinted[:, 1] + 0.03).clamp(0, 1)  # a green veil, ~2 % of the range
+    c = metrics.create("cast")(tinted, x)
+    assert c.shape == (2,) and c.dtype == torch.float64
+    assert (c > 3).all()  # clearly visible
+    assert metrics.psnr(tinted, x).min() > 30  # while PSNR calls it a near-perfect match
+    assert torch.equal(metrics.cast(x, x), torch.zeros(2, dtype=torch.float64))
+    torch.testing.assert_close(metrics.cast(tinted, x), metrics.cast(x, tinted))  # a distance: symmetric
+    torch.testing.assert_close(metrics.cast(tinted[1:], x[1:]), c[1:])  # per image, batch-independent
+
+
+def test_cast_rejects_mismatched_pairs():
+    with pytest.raises(ValueError, match="same shape"):
+        metrics.cast(torch.rand(1, 3, 8, 8), torch.rand(1, 3, 8, 9))
+
+
+def test_clipped_counts_only_new_white_pixels():
+    ref = torch.full((1, 3, 2, 5), 0.5)
+    ref[..., 0, 0] = 1.0  # clipped already in the reference: not counted
+    img = ref.clone()
+    img[:, 1, 1, :2] = 1.0  # two pixels newly clipped in one channel
+    img[:, :, 0, 1] = 254.0 / 255.0  # just below the 8-bit maximum: not clipped
+    assert metrics.create("clipped")(img, ref).tolist() == [pytest.approx(2 / 10)]

@@ -82,6 +82,11 @@ def test_quick_suite_writes_every_output_with_one_row_per_method(data_root, tmp_
         or data["values"]["input"]["CamVid-normal psnr"] > 90
     )
     assert data["values"]["he"]["CamVid-normal psnr"] < 60
+    # the colour cast is scored on both darkened CamVid levels, a lower-is-better quality column
+    cast = [c for c in card.columns if c.metric == "cast"]
+    assert {c.protocol for c in cast} == {"CamVid-moderate", "CamVid-strong"}
+    assert all(c.quality and c.lower_is_better for c in cast)
+    assert all(0 <= data["values"][m][c.key] < 60 for m in methods for c in cast)
     # a rerun with one more method computes only that method (the rest comes from the cache)
     # (and a weights file under a label is shown under that label, not as its whole spec)
     import sclle

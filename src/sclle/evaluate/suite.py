@@ -6,7 +6,8 @@
 * ``SICE`` - real pairs: held-out SICE Part1 scenes' two darkest frames against the scene's exposure
   fusion (:mod:`sclle.evaluate.sice_pairs`): PSNR, SSIM (and LPIPS with ``lpips=True``, slow on CPU);
 * ``CamVid-moderate`` / ``CamVid-strong`` - CamVid test darkened ``e * x**g`` (g 1.5, e 0.8 / g 2.5, e 0.5),
-  scored against the originals: PSNR, SSIM (LPIPS opt-in);
+  scored against the originals: PSNR, SSIM (LPIPS opt-in), and the colour cast (CIELAB distance of the
+  mean chroma, :mod:`sclle.metrics.cast`: a tint over the whole picture that PSNR and grey SSIM miss);
 * ``CamVid-normal`` - CamVid test *not* darkened: PSNR of the output against the input (a good enhancer
   barely touches a normal photo) and the fraction of newly white-clipped pixels;
 * ``mIoU`` (opt-in, slow) - the bundled segmenter on CamVid test darkened with gamma 6 and 10;
@@ -142,8 +143,8 @@ def _protocols(
     camvid = data_root / "camvid" / "test"
     if camvid.is_dir():
         for name, proto, metrics in (
-            ("CamVid-moderate", MODERATE, fr),
-            ("CamVid-strong", STRONG, fr),
+            ("CamVid-moderate", MODERATE, (*fr, "cast")),
+            ("CamVid-strong", STRONG, (*fr, "cast")),
             ("CamVid-normal", NORMAL, ("psnr", "clipped")),
         ):
             spec = DatasetSpec(name, camvid, "synthetic", proto)

@@ -38,6 +38,7 @@ from sclle.metrics._niqe import NIQE, niqe
 from sclle.metrics._piqe import PIQE, piqe
 from sclle.metrics._pyiqa import PREFIX as PYIQA_PREFIX
 from sclle.metrics._pyiqa import PyiqaMetric
+from sclle.metrics.cast import Cast, cast
 from sclle.metrics.color import luminance
 from sclle.metrics.exposure import Clipped, clipped
 from sclle.metrics.full_reference import PSNR, SSIM, psnr, ssim
@@ -115,6 +116,13 @@ for _info in (
         Clipped,
     ),
     MetricInfo(
+        "cast",
+        "fr",
+        True,
+        "colour cast: CIELAB distance between the mean (a*, b*) of the image and of the reference",
+        Cast,
+    ),
+    MetricInfo(
         "miou",
         "seg",
         False,
@@ -168,6 +176,8 @@ __all__ = [
     "lpips",
     "clipped",
     "Clipped",
+    "cast",
+    "Cast",
     "NIQE",
     "PIQE",
     "Entropy",
