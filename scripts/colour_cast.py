@@ -1,8 +1,8 @@
 """Colour cast against a reference: mean CIELAB chroma of the output minus the reference's, on CamVid pairs.
 
-PSNR and SSIM (grey) barely see a tint that covers a whole picture; this measures it. For 20 CamVid test
-images, evenly spaced, darkened like the scorecard's protocols (moderate ``0.8·x^1.5``, strong ``0.5·x^2.5``)
-and enhanced in exact mode, it reports the mean over images of ``(a*, b*)`` of the output minus that of the
+PSNR and SSIM (grey) barely see a tint that covers a whole picture; this measures it. On the scorecard's
+CamVid protocols (the same 20 test images, darkened moderately ``0.8·x^1.5`` and strongly ``0.5·x^2.5``),
+enhanced in exact mode, it reports the mean over images of ``(a*, b*)`` of the output minus that of the
 original (negative a*: green, positive b*: yellow) and the mean length of that shift (the scorecard's
 ``cast`` column, :mod:`sclle.metrics.cast`, is that length; this script adds its direction).
 
@@ -19,14 +19,13 @@ from pathlib import Path
 
 import numpy as np
 
-from sclle.core.files import natural_sorted
-from sclle.core.sampling import evenly_spaced
 from sclle.enhancement.engine import Engine, EngineConfig
-from sclle.imageio import read_image, to_tensor
+from sclle.evaluate.datasets import DatasetSpec
+from sclle.evaluate.suite import MODERATE, STRONG
 from sclle.metrics.cast import mean_chroma
 from sclle.models.registry import build_model, load_weights, read_state_dict
 
-LEVELS = {"moderate": (1.5, 0.8), "strong": (2.5, 0.5)}
+LEVELS = {"moderate": MODERATE, "strong": STRONG}  # the scorecard's protocols, same images and darkening
 
 
 def model(spec: str):
@@ -48,15 +47,13 @@ def main() -> None:
     # a weights@numbers spec holds commas itself: one per -m; names may be comma-separated
     specs = [s for g in a.models for s in ([g] if "@" in g else g.split(",")) if s]
     engines = {s: Engine(model(s), EngineConfig()) for s in specs}
-    files = natural_sorted((a.data_root / "camvid" / "test").glob("*.jpg"))
-    files = [files[i] for i in evenly_spaced(len(files), a.limit)]
     print("| method | level | Δa*, Δb* | mean |Δab| |")
     print("|---|---|---|---:|")
-    for level, (g, e) in LEVELS.items():
+    for level, protocol in LEVELS.items():
+        spec = DatasetSpec(level, a.data_root / "camvid" / "test", "synthetic", protocol)
         shifts: dict[str, list[np.ndarray]] = {s: [] for s in specs}
-        for f in files:
-            ref = to_tensor(read_image(f).rgb)
-            x = (e * ref**g).clamp(0, 1)
+        for item in spec.items(a.limit):
+            x, ref = spec.load(item)
             ab = mean_chroma(ref)[0].numpy()
             for s, eng in engines.items():
                 shifts[s].append(mean_chroma(eng(x))[0].numpy() - ab)

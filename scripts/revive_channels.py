@@ -24,7 +24,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("src", type=Path)
     ap.add_argument("dst", type=Path)
-    ap.add_argument("--eps", type=float, default=1e-6)
+    ap.add_argument("--eps", type=float, default=1e-20, help="incoming weights below this count as dead")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--replace", action="store_true", help="dst may exist (it is replaced atomically)")
     a = ap.parse_args()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from sclle.models.dce import DCENet
@@ -39,6 +40,12 @@ def test_revive_keeps_the_output_and_redraws_only_dead_channels():
     state = ckpt["optimizer"]["state"]
     assert torch.equal(state[6]["exp_avg"][3:5], torch.zeros_like(state[6]["exp_avg"][3:5]))  # e_conv4.weight
     assert state[6]["exp_avg"][0].abs().sum() > 0  # live channels keep their moments
+    # second moments of redrawn entries: the tensor's typical value, so Adam's first steps stay ~lr-sized
+    before = _checkpoint()[1]["optimizer"]["state"][6]["exp_avg_sq"]
+    assert torch.allclose(
+        state[6]["exp_avg_sq"][3:5], before[[0, 1, 2, *range(5, 32)]].mean().expand(2, 32, 3, 3)
+    )
+    assert torch.equal(state[6]["exp_avg_sq"][0], before[0])
     revived = DCENet()
     revived.load_state_dict(sd)
     x = torch.rand(2, 3, 24, 24)
@@ -53,3 +60,39 @@ def test_revived_channels_get_gradient_through_their_readers():
     net.load_state_dict(ckpt["model"])
     net(torch.rand(1, 3, 24, 24)).square().mean().backward()
     assert net.e_conv5.weight.grad[:, 32 + 3 : 32 + 5].abs().sum() > 0  # readers grow first (ReDo)
+
+
+def test_tiny_but_live_channels_are_not_revived():
+    """Weights of 1e-8 with a zero bias still pass a (tiny) signal: not dead at the default eps."""
+    net, ckpt = _checkpoint()
+    ckpt["model"]["e_conv3.weight"][9] = 1e-8
+    ckpt["model"]["e_conv3.bias"][9] = 0.0
+    done = revive_dead_channels(ckpt, seed=1)
+    assert 9 not in done["e_conv3"]
+
+
+def test_a_revival_that_would_move_the_output_is_refused_and_changes_nothing():
+    _, ckpt = _checkpoint()
+    ckpt["model"]["e_conv3.weight"][9] = 1e-3  # "dead" only at an absurd eps; a live signal read by conv4
+    ckpt["model"]["e_conv3.bias"][9] = 0.0
+    original = {k: v.clone() for k, v in ckpt["model"].items()}
+    with pytest.raises(ValueError, match="change the curve maps"):
+        revive_dead_channels(ckpt, eps=1e-2, seed=1)
+    assert all(torch.equal(ckpt["model"][k], v) for k, v in original.items())
+
+
+def test_other_widths_use_their_own_channel_offsets():
+    torch.manual_seed(0)
+    net = DCENet(width=8)
+    with torch.no_grad():
+        net.e_conv4.weight[2] = 0.0
+        net.e_conv4.bias[2] = -0.1
+    ckpt = {"model": {k: v.clone() for k, v in net.state_dict().items()}}
+    done = revive_dead_channels(ckpt, seed=1)
+    assert done["e_conv4"] == [2]
+    assert torch.equal(ckpt["model"]["e_conv5.weight"][:, 8 + 2], torch.zeros(8, 3, 3))
+    revived = DCENet(width=8)
+    revived.load_state_dict(ckpt["model"])
+    x = torch.rand(1, 3, 16, 16)
+    with torch.no_grad():
+        assert torch.equal(revived(x), net(x))

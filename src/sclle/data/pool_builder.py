@@ -49,7 +49,7 @@ from tqdm import tqdm
 
 from sclle import imageio
 from sclle.core.files import natural_sorted, write_json
-from sclle.data.sice import held_out_files, held_out_scenes
+from sclle.data.sice import held_out_files
 from sclle.errors import SclleError
 
 POOL_FORMAT = "sclle-contrast-pool/1"
@@ -388,8 +388,8 @@ def build_pool(
     scenes, skipped = discover_scenes(source, csv_path)
     # SICE scenes held out for evaluation (sclle.data.sice) never become positives or negatives.
     held = held_out_files() if exclude_held_out else set()
-    n_held = sum(any(p.name in held for p in sc.frames) for sc in scenes)
-    scenes = [sc for sc in scenes if not any(p.name in held for p in sc.frames)]
+    n_held = sum(_holds_any(sc, held) for sc in scenes)
+    scenes = [sc for sc in scenes if not _holds_any(sc, held)]
     (out / POOL_FILE).unlink(missing_ok=True)
     for sub in (POSITIVES_DIR, *NEGATIVES_DIR.values()):
         (out / sub).mkdir(parents=True, exist_ok=True)
@@ -438,15 +438,21 @@ def build_pool(
     return meta
 
 
+def _holds_any(scene: Scene, frames: set[str]) -> bool:
+    """Whether ``scene`` has a frame named in ``frames`` (held-out scenes are matched by their frames:
+    the frame files are what training must never read, whatever a scene is called)."""
+    return any(p.name in frames for p in scene.frames)
+
+
 def training_scenes(
     source: str | Path, limit: int, seed: int = 0, params: PoolParams | None = None
 ) -> Iterator[tuple[Scene, list[np.ndarray], np.ndarray]]:
     """Up to ``limit`` usable scenes of ``source`` outside the held-out list, in a seeded random order:
     (scene, its frames in exposure order as RGB uint8, their fusion). For fitting on training data only
     (``scripts/fit_exposure.py``, ``scripts/exposure_floor.py``)."""
-    held_ids, held_frames = held_out_scenes(), held_out_files()
+    held = held_out_files()
     found, _ = discover_scenes(source)
-    found = [s for s in found if s.id not in held_ids and not {p.name for p in s.frames} & held_frames]
+    found = [s for s in found if not _holds_any(s, held)]
     random.Random(seed).shuffle(found)
     used = 0
     for scene in found:

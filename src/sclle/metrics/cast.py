@@ -26,7 +26,8 @@ def mean_chroma(x: torch.Tensor) -> torch.Tensor:
 def cast(image: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
     """(B,) float64: length of the shift of the mean CIELAB chroma from ``reference`` to ``image``."""
     check_pair(image, reference)
-    return torch.linalg.vector_norm(mean_chroma(image) - mean_chroma(reference), dim=1)
+    shift = mean_chroma(image) - mean_chroma(reference)  # on the CPU (scikit-image)
+    return torch.linalg.vector_norm(shift, dim=1).to(image.device)
 
 
 class Cast(nn.Module):

@@ -30,7 +30,9 @@ def run(
     from sclle.train.config import load_config
     from sclle.train.trainer import train
 
-    flush_denormals()  # before torch's first parallel op, so every CPU worker thread inherits it
+    # before torch's first parallel op, so every CPU worker thread inherits it; it stays on for the rest of
+    # the process (a training process: no other work depends on subnormal arithmetic)
+    flush_denormals()
     extra = list(overrides)
     if out is not None:
         extra.append(f"logging.out={out}")

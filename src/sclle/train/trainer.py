@@ -261,7 +261,9 @@ def _train_step(s: _Setup, step: int) -> _StepResult:
     s.optimizer.step()
     # dead channels' weights decay towards zero through the subnormal range, where CPU convolutions
     # take a microcode path (7x slower steps seen on an Intel Xeon); they cannot matter, so zero them
-    flush_subnormals_(s.net, below=NEGLIGIBLE_WEIGHT)
+    # (GPUs flush subnormals in hardware; there the count would only cost a device sync per tensor)
+    if s.device.type == "cpu":
+        flush_subnormals_(s.net, below=NEGLIGIBLE_WEIGHT)
     return _StepResult(losses, batch.low, enhanced)
 
 
