@@ -22,11 +22,13 @@ from sclle.losses.contrastive import (
 )
 from sclle.losses.preservation import (
     ExposureControlLoss,
+    HuePreservationLoss,
     color_constancy_loss,
     curve_smoothness_loss,
     estimate_curves_at_scale,
     exposure_control_loss,
     feature_preservation_loss,
+    hue_preservation_loss,
     scale_consistency_loss,
     spatial_consistency_loss,
 )
@@ -443,6 +445,35 @@ def test_gradcheck_spatial_consistency():
     low = torch.rand(1, 3, 4, 4, generator=g, dtype=torch.float64)
     enh = torch.rand(1, 3, 4, 4, generator=g, dtype=torch.float64).requires_grad_(True)
     assert torch.autograd.gradcheck(lambda e: spatial_consistency_loss(low, e, region=2), (enh,))
+
+
+def test_hue_preservation_by_hand():
+    low = torch.zeros(1, 3, 1, 1)
+    low[:, 0] = 0.1  # pure red
+    enh = torch.zeros(1, 3, 1, 1)
+    enh[:, 0], enh[:, 1] = 0.5, 0.5  # yellow: 45 degrees away
+    assert hue_preservation_loss(low, enh, region=1, eps=0).item() == pytest.approx(1 - math.cos(math.pi / 4))
+    x = torch.rand(2, 3, 8, 8) * 0.3 + 0.05
+    assert hue_preservation_loss(x, x * 2.5, eps=0).item() == pytest.approx(
+        0.0, abs=1e-6
+    )  # brighter, same colour
+    grey = x.mean(dim=1, keepdim=True).expand_as(x)
+    tint = x.clone()
+    tint[:, 1] += 0.05
+    assert hue_preservation_loss(x, grey).item() > 0  # greying costs
+    assert hue_preservation_loss(x, tint).item() > 0  # a green tint costs
+    assert HuePreservationLoss(region=2)(x, tint).item() == pytest.approx(
+        hue_preservation_loss(x, tint, 2).item()
+    )
+    with pytest.raises(ValueError):
+        hue_preservation_loss(x, x[:, :, :4])
+
+
+def test_gradcheck_hue_preservation():
+    g = torch.Generator().manual_seed(5)
+    low = torch.rand(1, 3, 4, 4, generator=g, dtype=torch.float64) + 0.1
+    enh = (torch.rand(1, 3, 4, 4, generator=g, dtype=torch.float64) + 0.1).requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda e: hue_preservation_loss(low, e, region=2), (enh,))
 
 
 def test_exposure_control_by_hand():

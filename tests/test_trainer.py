@@ -165,3 +165,15 @@ def test_shipped_enhancer_configs_load(path):
     cfg = load_config(Path(__file__).resolve().parents[1] / "configs" / path)
     assert cfg.loss.brightness_stat in ("mean", "distribution")
     assert cfg.schedule.steps > 0
+
+
+def test_log_csv_gains_a_column_when_a_resume_switches_a_term_on(tmp_path):
+    """A forced resume may add a loss term: the header widens, old rows keep their values, empty in the new column."""
+    from sclle.train.logs import _widen_csv
+
+    path = tmp_path / "log.csv"
+    path.write_text("step,seconds,lr,total,color\n10,1.00,0.001,5.5,0.2\n")
+    keys = _widen_csv(path, ["total", "color", "hue"])
+    assert keys == ["total", "color", "hue"]
+    assert path.read_text().splitlines() == ["step,seconds,lr,total,color,hue", "10,1.00,0.001,5.5,0.2,"]
+    assert _widen_csv(path, ["total", "hue"]) == keys  # a term switched off keeps its (old) column

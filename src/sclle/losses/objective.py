@@ -66,6 +66,7 @@ from sclle.losses.preservation import (
     curve_smoothness_loss,
     exposure_control_loss,
     feature_preservation_loss,
+    hue_preservation_loss,
     scale_consistency_loss,
     spatial_consistency_loss,
 )
@@ -101,6 +102,8 @@ class LossWeights:
     spatial_consistency: float = 0.0
     #: not in SCL-LLE: Zero-DCE's exposure control L_exp (16x16 patch means towards a level; off).
     exposure: float = 0.0
+    #: not in SCL-LLE: the input's colours kept (angle of RGB vectors, ``hue_preservation_loss``; off).
+    hue: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -382,6 +385,8 @@ class SCLObjective(nn.Module):
             out["color"] = w.color * color_constancy_loss(enhanced)
         if "smoothness" in on:
             out["smoothness"] = w.smoothness * curve_smoothness_loss(curve_maps)
+        if "hue" in on:
+            out["hue"] = w.hue * hue_preservation_loss(low, enhanced)
         if "spatial_consistency" in on:
             out["spatial_consistency"] = w.spatial_consistency * spatial_consistency_loss(low, enhanced)
         if "exposure" in on:

@@ -18,6 +18,9 @@
   the mean grey level of each 16x16 patch should be near a well-exposed level E (0.6),
   ``mean_k |Y_k - E|``. Unlike a global brightness target it acts per patch, so it lifts dark
   regions and holds back already bright ones (skies) in the same image.
+* :func:`hue_preservation_loss` - not part of SCL-LLE (weight 0 by default): ``mean(1 - cos)`` of the
+  angle between the RGB vectors of input and output, per 4x4 block: brightening keeps each pixel's
+  colour (hue and saturation); a tint or greying costs.
 * :func:`scale_consistency_loss` - beyond the paper: curve maps estimated on a x1/4 copy of the input
   and upsampled (what the fast inference mode does) should match those estimated at full
   resolution; ``mean((A_full - up(A_small))^2)``. :func:`estimate_curves_at_scale` produces
@@ -87,6 +90,38 @@ class ColorConstancyLoss(nn.Module):
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         return color_constancy_loss(image)
+
+
+def hue_preservation_loss(
+    low: torch.Tensor, enhanced: torch.Tensor, region: int = 4, eps: float = 1e-4
+) -> torch.Tensor:
+    """Mean ``1 - cos`` of the angle between the RGB vectors of ``low`` and ``enhanced``, per
+    ``region`` x ``region`` block (averaged first, against sensor noise in the dark).
+
+    Not in SCL-LLE (weight 0 by default). Brightening a pixel without changing its colour (``y = k x``)
+    costs nothing; a tint or a loss of saturation turns the vector and costs ``~angle**2 / 2``. The
+    grey-world colour term pulls every crop's mean towards grey instead, which on dusk scenes left a
+    green-cyan cast at low weight and greyed strong colours at high weight (docs/training.md, session 5).
+    """
+    if low.shape != enhanced.shape or low.ndim != 4 or low.shape[1] != 3:
+        raise ValueError(
+            f"low {tuple(low.shape)} and enhanced {tuple(enhanced.shape)} must be equal (B, 3, H, W)"
+        )
+    y = F.avg_pool2d(enhanced, region)
+    x = F.avg_pool2d(low, region).to(y.dtype)
+    cos = (x * y).sum(dim=1) / (x.norm(dim=1) * y.norm(dim=1) + eps)
+    return (1.0 - cos).mean()
+
+
+class HuePreservationLoss(nn.Module):
+    """Module twin of :func:`hue_preservation_loss`: ``forward(low, enhanced)``."""
+
+    def __init__(self, region: int = 4) -> None:
+        super().__init__()
+        self.region = region
+
+    def forward(self, low: torch.Tensor, enhanced: torch.Tensor) -> torch.Tensor:
+        return hue_preservation_loss(low, enhanced, self.region)
 
 
 def curve_smoothness_loss(curve_maps: torch.Tensor) -> torch.Tensor:

@@ -61,6 +61,8 @@ class TrainLogger:
             if not self.csv_path.is_file() or self.csv_path.stat().st_size == 0:
                 with open(self.csv_path, "w", newline="") as f:
                     csv.writer(f).writerow(["step", "seconds", "lr", *self.keys])
+            else:
+                self.keys = _widen_csv(self.csv_path, self.keys)
         with open(self.csv_path, "a", newline="") as f:
             csv.writer(f).writerow(
                 [
@@ -121,3 +123,24 @@ def truncate_csv(path: Path, step: int) -> None:
     buf = io.StringIO()
     csv.writer(buf).writerows(kept)
     atomic_write(path, buf.getvalue())
+
+
+def _widen_csv(path: Path, keys: list[str]) -> list[str]:
+    """Make ``path``'s header hold ``keys`` as well (a forced resume may switch a loss term on or off):
+    the file is rewritten with the union of the columns, empty where a row has no value. Returns the
+    column order to write new rows in."""
+    with open(path, newline="") as f:
+        rows = list(csv.reader(f))
+    old = rows[0][3:] if rows else []
+    union = sorted(dict.fromkeys([*old, *keys]), key=lambda k: (k != "total", k))
+    if union == old:
+        return old
+    index = {k: i for i, k in enumerate(old)}
+    body = [
+        r[:3] + [r[3 + index[k]] if k in index and 3 + index[k] < len(r) else "" for k in union]
+        for r in rows[1:]
+    ]
+    text = io.StringIO()
+    csv.writer(text).writerows([["step", "seconds", "lr", *union], *body])
+    atomic_write(path, text.getvalue())
+    return union
