@@ -49,7 +49,7 @@ def main() -> None:
     from sclle.core.device import resolve_device
     from sclle.data.darken import DarkenProtocol
     from sclle.data.street import StreetScenes
-    from sclle.losses.contrastive import gram_matrix
+    from sclle.losses.contrastive import gram_matrix, gram_view
     from sclle.losses.objective import SCLObjective
     from sclle.models.dce import apply_curves
     from sclle.train.config import load_config
@@ -93,34 +93,27 @@ def main() -> None:
     pool = StatsPool.load(d.pool)
 
     # ---- pool statistics, once per run: computed (uncached) vs loaded from the cache. Timed on the
-    # first --pool-images images of each kind (the full pool's cost scales linearly). The trainer
-    # computes them with a VGG cut after the deepest Gram layer; timed here with both.
+    # first --pool-images images of each kind (the full pool's cost scales linearly). The VGG pass
+    # stops after the deepest Gram layer (VGG16Features.forward(x, layers)).
     import dataclasses
 
     n_sub = min(a.pool_images, len(pool.positives))
     sub = dataclasses.replace(
         pool, positives=pool.positives[:n_sub], negatives=pool.negatives[:n_sub], kinds=pool.kinds[:n_sub]
     )
-    from sclle.train.pool_stats import shallow_vgg
-
     with tempfile.TemporaryDirectory() as cache:
         t = time.perf_counter()
-        sub.stats(vgg, lc.gram_layers, sch.crop, cache + "/full", device=device)
-        _sync(device)
-        t_full = time.perf_counter() - t
-        shallow = shallow_vgg(vgg, lc.gram_layers, device)
-        t = time.perf_counter()
-        sub.stats(shallow, lc.gram_layers, sch.crop, cache, device=device, fingerprint=vgg.fingerprint)
+        sub.stats(vgg, lc.gram_layers, sch.crop, cache, device=device, gram_input=lc.gram_input)
         _sync(device)
         t_uncached = time.perf_counter() - t
         t = time.perf_counter()
-        stats = sub.stats(vgg, lc.gram_layers, sch.crop, cache, device=device)
+        stats = sub.stats(vgg, lc.gram_layers, sch.crop, cache, device=device, gram_input=lc.gram_input)
         _sync(device)
         t_cached = time.perf_counter() - t
     n_img = 2 * n_sub
     print(
-        f"pool stats, {n_img} images at {sch.crop}px: computed with the full VGG {t_full:.2f} s, with the VGG "
-        f"cut at {lc.gram_layers[-1]} {t_uncached:.2f} s "
+        f"pool stats, {n_img} images at {sch.crop}px: computed with the VGG cut at {lc.gram_layers[-1]} "
+        f"{t_uncached:.2f} s "
         f"({t_uncached / n_img * 1000:.0f} ms/image -> ~{t_uncached / n_img * len(pool):.0f} s for all "
         f"{len(pool)}), loaded from cache {t_cached:.3f} s (incl. content hash)"
     )
@@ -150,6 +143,7 @@ def main() -> None:
         enh = apply_curves(b.low, curves)
         t0 = tick("enhancer (fwd)", t0)
         feats = vgg(enh)
+        gram_feats = feats if lc.gram_input == "rgb" else vgg(gram_view(enh, lc.gram_input), lc.gram_layers)
         with torch.no_grad():
             f_in = vgg(b.low)[lc.preservation_layer]
         t0 = tick("vgg (fwd)", t0)
@@ -165,7 +159,7 @@ def main() -> None:
 
         w = lc.weights
         c = contrastive_loss(
-            {n: gram_matrix(feats[n]) for n in lc.gram_layers},
+            {n: gram_matrix(gram_feats[n]) for n in lc.gram_layers},
             pos.grams,
             neg.grams,
             mean_brightness(enh),
@@ -186,7 +180,7 @@ def main() -> None:
         # the alternative without cached statistics: VGG on the sampled pool images every step
         with torch.no_grad():
             x = torch.cat([pos_imgs[pi], neg_imgs[ni]]).to(device)
-            _ = {n: gram_matrix(f) for n, f in vgg(x).items() if n in lc.gram_layers}
+            _ = {n: gram_matrix(f) for n, f in vgg(gram_view(x, lc.gram_input), lc.gram_layers).items()}
         tick("[uncached alternative: VGG on sampled pool images]", t0)
         if rec:
             for k, v in tt.items():

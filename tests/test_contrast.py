@@ -115,9 +115,10 @@ class _TinyVGG(torch.nn.Module):
         self.c1 = torch.nn.Conv2d(3, 4, 3, padding=1)
         self.c2 = torch.nn.Conv2d(4, 6, 3, padding=1)
 
-    def forward(self, x):
+    def forward(self, x, layers=None):
         a = torch.relu(self.c1(x))
-        return {"relu1_2": a, "relu2_2": torch.relu(self.c2(a))}
+        out = {"relu1_2": a, "relu2_2": torch.relu(self.c2(a))}
+        return {n: out[n] for n in (layers or self.layers)}
 
 
 def test_stats_are_cached_and_sampling(flat_source, tmp_path):
@@ -153,11 +154,48 @@ def test_stats_are_cached_and_sampling(flat_source, tmp_path):
     # another crop size is another cache entry
     pool.stats(vgg, ["relu1_2", "relu2_2"], 24, cache)
     assert before + 2 == pool_stats.STATS_COMPUTE_COUNT
+    # grey Grams are another entry too, with the same brightness; the colour entry's key is unchanged
+    grey = pool.stats(vgg, ["relu1_2", "relu2_2"], 32, cache, gram_input="grey")
+    assert before + 3 == pool_stats.STATS_COMPUTE_COUNT
+    assert not torch.allclose(grey.positives.grams["relu1_2"], s1.positives.grams["relu1_2"])
+    torch.testing.assert_close(grey.positives.brightness, s1.positives.brightness)
+    assert pool.stats_cached(vgg.fingerprint, ["relu1_2", "relu2_2"], 32, cache, "grey")
+    assert pool._stats_key("f", ["relu1_2"], 32, cache) == pool._stats_key("f", ["relu1_2"], 32, cache, "rgb")
     # sampling: balanced kinds, only the allowed kinds, reproducible from the generator
     pi, ni = pool.sample(2, torch.Generator().manual_seed(0), n_neg=4)
     assert pi.tolist() == [0, 0] and sorted(torch.tensor(pool.kinds)[ni].tolist()) == [0, 0, 1, 1]
     _, ni = pool.sample(2, torch.Generator().manual_seed(0), kinds=(1,), n_neg=3)
     assert torch.tensor(pool.kinds)[ni].tolist() == [1, 1, 1]
+
+
+def test_run_pool_takes_grams_of_what_the_objective_compares(flat_source, tmp_path):
+    """``RunPool.load`` passes ``loss.gram_input`` on: grey anchors are never compared with colour Grams."""
+    from sclle.losses.objective import LossConfig
+    from sclle.train.config import TrainConfig
+    from sclle.train.distributed import DistContext
+    from sclle.train.pool_stats import RunPool
+
+    pool_dir = tmp_path / "pool"
+    build_pool(
+        flat_source,
+        pool_dir,
+        params=PoolParams(size=64, align_side=96, corr_side=48),
+        progress=False,
+        sheet=False,
+    )
+    vgg = _TinyVGG()
+    loaded = {}
+    for gi in ("rgb", "grey"):
+        cfg = TrainConfig()
+        cfg.data.pool, cfg.schedule.crop, cfg.logging.cache_dir = str(pool_dir), 32, str(tmp_path / "cache")
+        cfg.loss = LossConfig(gram_input=gi)
+        run = RunPool.load(cfg, vgg, cfg.loss.requirements(), DistContext(), torch.device("cpu"))
+        direct = StatsPool.load(pool_dir).stats(vgg, ["relu1_2", "relu2_2"], 32, gram_input=gi)
+        torch.testing.assert_close(run.stats.positives.grams["relu1_2"], direct.positives.grams["relu1_2"])
+        pos, neg = run.draw(0)
+        assert pos.gram_input == gi and neg is not None and neg.gram_input == gi
+        loaded[gi] = run.stats.positives.grams["relu1_2"]
+    assert not torch.allclose(loaded["rgb"], loaded["grey"])
 
 
 def test_real_sice_frames_scene_grouping():

@@ -17,6 +17,7 @@ from sclle.losses.contrastive import (
     contrastive_loss,
     distribution_distance,
     gram_matrix,
+    gram_view,
     mean_brightness,
     pairwise_distance,
 )
@@ -500,3 +501,20 @@ def test_gradcheck_exposure_control():
     torch.manual_seed(0)
     enh = torch.rand(1, 3, 4, 4, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(lambda e: exposure_control_loss(e, level=0.47, patch=2), (enh,))
+
+
+def test_gram_view_rgb_is_identity_grey_is_channel_mean_everywhere():
+    x = torch.tensor([0.1, 0.5, 0.9]).view(1, 3, 1, 1).expand(2, 3, 2, 2).contiguous()
+    assert gram_view(x, "rgb") is x
+    g = gram_view(x, "grey")
+    assert g.shape == x.shape
+    torch.testing.assert_close(g, torch.full_like(x, 0.5))
+    with pytest.raises(ValueError, match="gram_input"):
+        gram_view(x, "luma")
+    with pytest.raises(ValueError, match=r"\(B, 3, H, W\)"):
+        gram_view(x[:, :1], "grey")
+
+
+def test_gradcheck_gram_view_grey():
+    x = torch.rand(1, 3, 3, 3, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda t: gram_view(t, "grey"), (x,))

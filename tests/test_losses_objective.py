@@ -315,3 +315,72 @@ def test_forward_runs_on_exactly_what_requirements_ask_for(vgg, pools, config):
     )
     assert set(out) - {"total"} == set(config.active_terms())
     assert torch.isfinite(out["total"])
+
+
+@pytest.fixture(scope="module")
+def grey_pools(vgg):
+    g = torch.Generator().manual_seed(1)
+    layers = ("relu1_2", "relu2_2")
+    pos = compute_pool_stats(
+        vgg, 0.3 + 0.4 * torch.rand(3, 3, SIZE, SIZE, generator=g), layers, gram_input="grey"
+    )
+    under = compute_pool_stats(
+        vgg, 0.1 * torch.rand(2, 3, SIZE, SIZE, generator=g), layers, kind=UNDER_EXPOSED, gram_input="grey"
+    )
+    return pos, under
+
+
+def _gram_term(vgg, pools, gram_input, enhanced):
+    cfg = LossConfig(
+        weights=LossWeights(**{f: 0.0 for f in LossWeights.__dataclass_fields__} | {"contrastive_gram": 1.0}),
+        gram_input=gram_input,
+    )
+    low = torch.full_like(enhanced, 0.1)
+    curves = torch.zeros(enhanced.shape[0], 24, *enhanced.shape[-2:])
+    return SCLObjective(cfg, vgg=vgg)(low, enhanced, curves, pos_stats=pools[0], neg_stats=pools[1])
+
+
+def test_grey_gram_term_ignores_colour_and_pushes_channels_alike(vgg, pools, grey_pools):
+    torch.manual_seed(0)
+    img = 0.2 + 0.6 * torch.rand(1, 3, SIZE, SIZE)
+    tint = torch.tensor([0.1, -0.1, 0.0]).view(1, 3, 1, 1)  # a colour shift that keeps the grey level
+    grey = {
+        k: _gram_term(vgg, grey_pools, "grey", x)["contrastive_gram"]
+        for k, x in (("a", img), ("b", img + tint))
+    }
+    torch.testing.assert_close(grey["a"], grey["b"])
+    rgb = {
+        k: _gram_term(vgg, pools, "rgb", x)["contrastive_gram"]
+        for k, x in (("a", img), ("b", img + tint))
+    }
+    assert not torch.allclose(rgb["a"], rgb["b"])  # the paper's colour Grams do see the tint
+
+    x = img.clone().requires_grad_(True)
+    out = _gram_term(vgg, grey_pools, "grey", x)
+    assert set(out) == {"contrastive_gram", "total"} and out["total"] > 0
+    out["total"].backward()
+    assert x.grad.abs().sum() > 0
+    torch.testing.assert_close(x.grad[:, 0], x.grad[:, 1])
+    torch.testing.assert_close(x.grad[:, 0], x.grad[:, 2])
+
+
+def test_grey_gram_config_is_validated_and_round_trips():
+    cfg = LossConfig(gram_input="grey")
+    assert LossConfig.from_dict(cfg.to_dict()).gram_input == "grey"
+    with pytest.raises(ValueError, match="gram_input"):
+        LossConfig(gram_input="luma")
+
+
+def test_pool_stats_of_other_grams_are_refused(vgg, pools, grey_pools):
+    """Colour pool Grams against grey anchors (or the reverse) would train a meaningless term: refused."""
+    torch.manual_seed(0)
+    img = 0.2 + 0.6 * torch.rand(1, 3, SIZE, SIZE)
+    with pytest.raises(ValueError, match="Grams of 'rgb' images but the anchors' are of 'grey'"):
+        _gram_term(vgg, pools, "grey", img)
+    with pytest.raises(ValueError, match="Grams of 'grey'"):
+        _gram_term(vgg, grey_pools, "rgb", img)
+    with pytest.raises(ValueError, match="pools to concatenate"):
+        PoolStats.cat([pools[0], grey_pools[0]])
+    assert (
+        pools[0].subset([0]).gram_input == "rgb" and grey_pools[0].subset([0]).to("cpu").gram_input == "grey"
+    )

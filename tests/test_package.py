@@ -125,6 +125,19 @@ def test_scripts_and_benchmarks_use_only_public_names():
     assert not bad, bad
 
 
+def test_scripts_and_benchmarks_import_only_names_that_exist():
+    """A script's lazy ``from sclle.x import y`` breaks only when run; catch a removed or renamed name here."""
+    import importlib
+
+    files = [p for folder in CLIENTS if folder.is_dir() for p in folder.rglob("*.py")]
+    bad = []
+    for p in files:
+        for target, names in _imports(p, top_level_only=False):
+            module = importlib.import_module(target)
+            bad += [f"{p.name} imports {target}.{n}" for n in names if not hasattr(module, n)]
+    assert not bad, bad
+
+
 def test_core_is_the_bottom_layer():
     for p in (SRC / "core").rglob("*.py"):
         for target, _ in _imports(p, top_level_only=False):

@@ -275,3 +275,24 @@ def test_imagenet_pretrained_sanity(pretrained):
     x = torch.linspace(0, 1, 32).view(1, 1, 1, 32).expand(1, 3, 32, 32).contiguous()
     rand = VGG16Features(("relu1_2",), pretrained=False)
     assert not torch.allclose(pretrained(x)["relu1_2"], rand(x)["relu1_2"])
+
+
+def test_forward_subset_of_layers_equals_full_pass_and_refuses_others():
+    v = VGG16Features(("relu1_2", "relu2_2", "relu4_3"), pretrained=False)
+    x = torch.rand(1, 3, 32, 32)
+    full = v(x)
+    sub = v(x, ("relu2_2", "relu1_2"))
+    assert list(sub) == ["relu2_2", "relu1_2"]
+    for n in sub:
+        torch.testing.assert_close(sub[n], full[n])
+    torch.testing.assert_close(v(x, "relu1_2")["relu1_2"], full["relu1_2"])  # a plain name is one layer
+    ran = []
+    v.features[VGG16_LAYERS["relu4_3"]].register_forward_hook(lambda *_: ran.append(1))
+    v(x, ("relu2_2",))
+    assert not ran, "a subset must stop at its deepest layer"
+    v(x)
+    assert ran
+    with pytest.raises(ValueError, match="computes"):
+        v(x, ("relu3_3",))  # a layer the extractor does not return
+    with pytest.raises(ValueError, match="no layer"):
+        v(x, ())

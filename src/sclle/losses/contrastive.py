@@ -33,6 +33,8 @@ _DISTANCES = ("mse", "sse", "l1")
 Aggregate = Literal["mean", "pairs"]
 BrightnessStat = Literal["mean", "distribution"]
 _BRIGHTNESS_STATS = ("mean", "distribution")
+GramInput = Literal["rgb", "grey"]
+GRAM_INPUTS = ("rgb", "grey")
 
 #: Quantile levels kept per image for ``brightness_stat="distribution"``.
 DEFAULT_QUANTILES = 32
@@ -53,6 +55,24 @@ def gram_matrix(features: torch.Tensor) -> torch.Tensor:
     b, c, h, w = features.shape
     f = features.reshape(b, c, h * w)
     return torch.bmm(f, f.transpose(1, 2)) / (c * h * w)
+
+
+def gram_view(images: torch.Tensor, gram_input: GramInput = "rgb") -> torch.Tensor:
+    """What VGG sees for the Gram term: the (B, 3, H, W) images, or their grey level in all three channels.
+
+    Why grey: Gram matrices of shallow VGG layers also hold the pool's *colour* statistics, and pulling
+    towards them tints the output towards the positives' average colour (measured with
+    ``scripts/term_pull.py``: the Gram term alone drives the green-yellow cast of long runs). The grey
+    level is the plain mean over RGB, so the term's gradient is the same on R, G and B (a luma weighting
+    would push green most).
+    """
+    if gram_input not in GRAM_INPUTS:
+        raise ValueError(f"unknown gram_input {gram_input!r}; known: {', '.join(GRAM_INPUTS)}")
+    if images.ndim != 4 or images.shape[1] != 3:
+        raise ValueError(f"gram_view expects (B, 3, H, W), got {tuple(images.shape)}")
+    if gram_input == "rgb":
+        return images
+    return images.mean(dim=1, keepdim=True).expand(-1, 3, -1, -1)
 
 
 def mean_brightness(image: torch.Tensor) -> torch.Tensor:
@@ -247,12 +267,15 @@ class PoolStats:
         kind: (N,) long, for negatives: 0 = under-exposed, 1 = over-exposed
             (:data:`UNDER_EXPOSED`, :data:`OVER_EXPOSED`); ``None`` for positives.
         quantiles: (N, K) grey-level quantiles (:func:`brightness_quantiles`), or ``None``.
+        gram_input: what the Grams were taken of (:func:`gram_view`); the loss refuses to compare
+            them with anchors' Grams of another kind.
     """
 
     grams: dict[str, torch.Tensor]
     brightness: torch.Tensor
     kind: torch.Tensor | None = field(default=None)
     quantiles: torch.Tensor | None = field(default=None)
+    gram_input: GramInput = "rgb"
 
     def __post_init__(self) -> None:
         if self.brightness.ndim != 1:
@@ -265,6 +288,16 @@ class PoolStats:
             raise ValueError(f"kind must be ({n},), got {tuple(self.kind.shape)}")
         if self.quantiles is not None and (self.quantiles.ndim != 2 or self.quantiles.shape[0] != n):
             raise ValueError(f"quantiles must be ({n}, K), got {tuple(self.quantiles.shape)}")
+        if self.gram_input not in GRAM_INPUTS:
+            raise ValueError(f"unknown gram_input {self.gram_input!r}; known: {', '.join(GRAM_INPUTS)}")
+
+    def check_gram_input(self, expected: GramInput, what: str = "pool stats") -> None:
+        """Raise if these Grams were taken of something else than the anchors' (``expected``)."""
+        if self.gram_input != expected:
+            raise ValueError(
+                f"{what} hold Grams of {self.gram_input!r} images but the anchors' are of {expected!r} "
+                "(compute the pool statistics with the same gram_input)"
+            )
 
     def brightness_stat(self, stat: BrightnessStat) -> torch.Tensor:
         """The statistic the contrastive brightness term compares (``"mean"`` or ``"distribution"``)."""
@@ -290,6 +323,7 @@ class PoolStats:
             brightness=self.brightness[idx],
             kind=None if self.kind is None else self.kind[idx],
             quantiles=None if self.quantiles is None else self.quantiles[idx],
+            gram_input=self.gram_input,
         )
 
     def of_kind(self, *kinds: int) -> PoolStats:
@@ -308,13 +342,16 @@ class PoolStats:
             brightness=self.brightness.to(device=device, dtype=dtype),
             kind=None if self.kind is None else self.kind.to(device=device),
             quantiles=None if self.quantiles is None else self.quantiles.to(device=device, dtype=dtype),
+            gram_input=self.gram_input,
         )
 
     @staticmethod
     def cat(items: Sequence[PoolStats]) -> PoolStats:
-        """Concatenate pools (same layers; ``kind`` kept only if every item has it)."""
+        """Concatenate pools (same layers and ``gram_input``; ``kind`` kept only if every item has it)."""
         if not items:
             raise ValueError("nothing to concatenate")
+        for it in items[1:]:
+            it.check_gram_input(items[0].gram_input, "pools to concatenate")
         layers = list(items[0].grams)
         kinds = [it.kind for it in items]
         qs = [it.quantiles for it in items]
@@ -323,6 +360,7 @@ class PoolStats:
             brightness=torch.cat([it.brightness for it in items]),
             kind=None if any(k is None for k in kinds) else torch.cat(kinds),  # type: ignore[arg-type]
             quantiles=None if any(q is None for q in qs) else torch.cat(qs),  # type: ignore[arg-type]
+            gram_input=items[0].gram_input,
         )
 
 
@@ -334,10 +372,12 @@ def compute_pool_stats(
     *,
     kind: int | torch.Tensor | None = None,
     batch_size: int = 8,
+    gram_input: GramInput = "rgb",
 ) -> PoolStats:
     """Gram matrices and brightness of (N, 3, H, W) pool images in [0, 1], without gradients.
 
     ``kind`` (0 under / 1 over, scalar or (N,)) is stored for negatives. Batched to bound memory.
+    ``gram_input`` is what the Grams are taken of (:func:`gram_view`); the brightness is of the images.
     """
     if images.ndim != 4 or images.shape[1] != 3:
         raise ValueError(f"images must be (N, 3, H, W), got {tuple(images.shape)}")
@@ -352,7 +392,7 @@ def compute_pool_stats(
     quant: list[torch.Tensor] = []
     for i in range(0, images.shape[0], max(1, batch_size)):
         x = images[i : i + batch_size].to(device=device, dtype=torch.float32)
-        feats = vgg(x)
+        feats = vgg(gram_view(x, gram_input), layers)
         for n in layers:
             grams[n].append(gram_matrix(feats[n]))
         bright.append(mean_brightness(x))
@@ -368,6 +408,7 @@ def compute_pool_stats(
         brightness=torch.cat(bright),
         kind=kind_t,
         quantiles=torch.cat(quant) if quant else torch.zeros(0, DEFAULT_QUANTILES, device=device),
+        gram_input=gram_input,
     )
 
 
@@ -376,7 +417,7 @@ class ContrastiveLoss(nn.Module):
 
     ``forward(enhanced, pos, neg=None, *, anchor_features=None)`` takes the enhanced images
     (B, 3, H, W) in [0, 1] and precomputed :class:`PoolStats`; pass ``anchor_features`` (the dict
-    returned by ``vgg(enhanced)``) to reuse a VGG pass shared with other losses.
+    returned by ``vgg(gram_view(enhanced, gram_input))``) to reuse a VGG pass shared with other losses.
     """
 
     def __init__(
@@ -389,8 +430,12 @@ class ContrastiveLoss(nn.Module):
         distance: Distance = "mse",
         aggregate: Aggregate = "mean",
         brightness_stat: BrightnessStat = "mean",
+        gram_input: GramInput = "rgb",
     ) -> None:
         super().__init__()
+        if gram_input not in GRAM_INPUTS:
+            raise ValueError(f"unknown gram_input {gram_input!r}; known: {', '.join(GRAM_INPUTS)}")
+        self.gram_input: GramInput = gram_input
         missing = [n for n in layers if n not in vgg.layers]
         if missing:
             raise ValueError(f"vgg does not compute {missing}; it has {vgg.layers}")
@@ -411,7 +456,7 @@ class ContrastiveLoss(nn.Module):
     def anchor_grams(
         self, enhanced: torch.Tensor, features: Mapping[str, torch.Tensor] | None = None
     ) -> dict[str, torch.Tensor]:
-        feats = self.vgg(enhanced) if features is None else features
+        feats = self.vgg(gram_view(enhanced, self.gram_input), self.layers) if features is None else features
         return {n: gram_matrix(feats[n]) for n in self.layers}
 
     def forward(
@@ -422,6 +467,9 @@ class ContrastiveLoss(nn.Module):
         *,
         anchor_features: Mapping[str, torch.Tensor] | None = None,
     ) -> dict[str, torch.Tensor]:
+        pos.check_gram_input(self.gram_input, "positives")
+        if neg is not None:
+            neg.check_gram_input(self.gram_input, "negatives")
         grams = self.anchor_grams(enhanced, anchor_features)
         stat = self.brightness_stat
         return contrastive_loss(

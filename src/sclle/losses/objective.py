@@ -22,9 +22,10 @@ Usage (the trainer computes the pool statistics once and caches them, keyed on
 
     cfg = LossConfig()                                   # paper margins, released weights
     objective = SCLObjective(cfg)                        # builds a frozen VGG-16 (relu1_2, relu2_2, relu4_3)
-    pos = compute_pool_stats(objective.vgg, positives, cfg.gram_layers)
-    neg = PoolStats.cat([compute_pool_stats(objective.vgg, dark, cfg.gram_layers, kind=UNDER_EXPOSED),
-                         compute_pool_stats(objective.vgg, bright, cfg.gram_layers, kind=OVER_EXPOSED)])
+    gi = cfg.gram_input                                  # "rgb" (paper) or "grey": pool and anchors alike
+    pos = compute_pool_stats(objective.vgg, positives, cfg.gram_layers, gram_input=gi)
+    neg = PoolStats.cat([compute_pool_stats(objective.vgg, dark, cfg.gram_layers, kind=UNDER_EXPOSED, gram_input=gi),
+                         compute_pool_stats(objective.vgg, bright, cfg.gram_layers, kind=OVER_EXPOSED, gram_input=gi)])
 
     curves = net(low)                                    # (B, 24, H, W)
     enhanced = apply_curves(low, curves)
@@ -50,16 +51,19 @@ import torch
 from torch import nn
 
 from sclle.losses.contrastive import (
+    GRAM_INPUTS,
     OVER_EXPOSED,
     UNDER_EXPOSED,
     Aggregate,
     BrightnessStat,
     Distance,
+    GramInput,
     PoolStats,
     anchor_brightness_stat,
     compute_pool_stats,
     contrastive_loss,
     gram_matrix,
+    gram_view,
 )
 from sclle.losses.preservation import (
     color_constancy_loss,
@@ -149,6 +153,11 @@ class LossConfig:
     #: positives): E|X - Y| between grey levels of the enhanced image and of a pool image, from
     #: 32 quantiles. It constrains mid-tones and highlights, not only the mean (docs/training.md).
     brightness_stat: BrightnessStat = "mean"
+    #: What the Gram term compares. "rgb" (paper): VGG features of the colour images. "grey" (beyond the
+    #: paper): of their grey level, so the term judges texture and exposure but not colour; with "rgb"
+    #: it pulls the output towards the positives' average colour (the cast of long runs,
+    #: scripts/term_pull.py; docs/deviations.md).
+    gram_input: GramInput = "rgb"
     #: Target grey level and patch size of the exposure-control term (Zero-DCE: 0.6, 16 px).
     exposure_level: float = 0.6
     exposure_patch: int = 16
@@ -173,6 +182,8 @@ class LossConfig:
             raise ValueError(f"unknown distance {self.distance!r}; known: mse, sse, l1")
         if self.aggregate not in ("mean", "pairs"):
             raise ValueError(f"unknown aggregate {self.aggregate!r}; known: mean, pairs")
+        if self.gram_input not in GRAM_INPUTS:
+            raise ValueError(f"unknown gram_input {self.gram_input!r}; known: rgb, grey")
         if self.brightness_stat not in ("mean", "distribution"):
             raise ValueError(f"unknown brightness_stat {self.brightness_stat!r}; known: mean, distribution")
         if not 0.0 < self.exposure_level < 1.0 or self.exposure_patch < 1:
@@ -329,7 +340,11 @@ class SCLObjective(nn.Module):
         out: dict[str, torch.Tensor] = {}
         on = set(cfg.active_terms())
         needs = cfg.requirements()
-        feats = self.vgg(enhanced) if needs.vgg_layers else None
+        # with grey Grams the colour pass needs only the preservation layer (the Grams get their own pass)
+        rgb_layers = needs.vgg_layers
+        if cfg.gram_input != "rgb":
+            rgb_layers = (cfg.preservation_layer,) if "feature_preservation" in on else ()
+        feats = self.vgg(enhanced, rgb_layers) if rgb_layers else None
 
         if needs.pool:
             if pos_stats is None:
@@ -338,10 +353,16 @@ class SCLObjective(nn.Module):
                 )
             if needs.negatives and neg_stats is None:
                 raise ValueError("neg_stats are required (or set use_negatives=False)")
+            pos_stats.check_gram_input(cfg.gram_input, "positives")
+            if neg_stats is not None:
+                neg_stats.check_gram_input(cfg.gram_input, "negatives")
             neg = self.select_negatives(neg_stats)
-            assert feats is not None
+            gram_feats = (
+                feats if cfg.gram_input == "rgb" else self.vgg(gram_view(enhanced, "grey"), cfg.gram_layers)
+            )
+            assert gram_feats is not None
             c = contrastive_loss(
-                {n: gram_matrix(feats[n]) for n in cfg.gram_layers},
+                {n: gram_matrix(gram_feats[n]) for n in cfg.gram_layers},
                 pos_stats.grams,
                 None if neg is None else neg.grams,
                 anchor_brightness_stat(enhanced, cfg.brightness_stat),
@@ -377,7 +398,7 @@ class SCLObjective(nn.Module):
         if "feature_preservation" in on:
             assert feats is not None
             with torch.no_grad():
-                f_in = self.vgg(low)[cfg.preservation_layer]
+                f_in = self.vgg(low, (cfg.preservation_layer,))[cfg.preservation_layer]
             out["feature_preservation"] = w.feature_preservation * feature_preservation_loss(
                 f_in, feats[cfg.preservation_layer]
             )

@@ -341,8 +341,8 @@ class VGG16Features(nn.Module):
         pretrained: ``False`` keeps torchvision's random initialisation (tests, shape checks).
         progress: show a progress bar if the weights have to be downloaded.
 
-    ``forward(x)`` takes (B, 3, H, W) RGB in [0, 1] (ImageNet normalisation is applied inside) and
-    returns ``{name: (B, C, H', W')}``. Parameters never require grad, ``train()`` keeps eval mode
+    ``forward(x, layers=None)`` takes (B, 3, H, W) RGB in [0, 1] (ImageNet normalisation is applied
+    inside) and returns ``{name: (B, C, H', W')}`` for ``layers`` (default all; a subset stops early). Parameters never require grad, ``train()`` keeps eval mode
     and ``requires_grad_()`` is a no-op, so wrapping it in a trainable module cannot unfreeze it.
     Gradients still flow to the input.
     """
@@ -401,17 +401,30 @@ class VGG16Features(nn.Module):
         """No-op: the weights stay frozen."""
         return self
 
-    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(self, x: torch.Tensor, layers: Sequence[str] | None = None) -> dict[str, torch.Tensor]:
+        """``{name: activation}`` for ``layers`` (default: all of :attr:`layers`).
+
+        A subset stops the pass at its deepest layer: the Gram layers alone cost a third of a pass to relu4_3.
+        """
         if x.ndim != 4 or x.shape[1] != 3:
             raise ValueError(f"VGG16Features expects (B, 3, H, W) RGB in [0, 1], got {tuple(x.shape)}")
+        if isinstance(layers, str):
+            layers = (layers,)
+        wanted = self.layers if layers is None else tuple(dict.fromkeys(layers))
+        missing = [n for n in wanted if n not in self.layers]
+        if missing or not wanted:
+            raise ValueError(f"this extractor computes {self.layers}; asked for {wanted or 'no layer'}")
+        last = max(VGG16_LAYERS[n] for n in wanted)
         h = (x - self.mean.to(x.dtype)) / self.std.to(x.dtype)
         out: dict[str, torch.Tensor] = {}
         for i, layer in enumerate(self.features):
+            if i > last:
+                break
             h = layer(h)
             name = self._index_to_name.get(i)
             if name is not None:
                 out[name] = h
-        return {n: out[n] for n in self.layers}
+        return {n: out[n] for n in wanted}
 
     def extra_repr(self) -> str:
         return f"layers={self.layers}, source={self.source!r}, fingerprint={self.fingerprint}"

@@ -25,7 +25,7 @@ from tqdm import tqdm
 from sclle.core.files import atomic_save
 from sclle.data.contrast import ContrastPool
 from sclle.data.darken import image_generator
-from sclle.losses.contrastive import OVER_EXPOSED, UNDER_EXPOSED, PoolStats, compute_pool_stats
+from sclle.losses.contrastive import OVER_EXPOSED, UNDER_EXPOSED, GramInput, PoolStats, compute_pool_stats
 from sclle.losses.objective import ObjectiveNeeds
 from sclle.train.config import TrainConfig
 from sclle.train.distributed import DistContext, barrier
@@ -58,18 +58,22 @@ class StatsPool(ContrastPool):
         batch_size: int = 16,
         fingerprint: str | None = None,
         progress: bool = False,
+        gram_input: GramInput = "rgb",
     ) -> PoolPair:
         """VGG Gram matrices, mean brightness and grey quantiles of every pool image at ``size`` px, computed once.
 
         The result is cached in ``cache_dir`` under a key made of the VGG weights' fingerprint, the
         pool's content hash, ``size`` and ``layers``; a later call with the same key loads it instead of
         running VGG (a different pool, size, layer set or VGG gives a different file). Tensors are
-        returned on ``device`` (default: the VGG's).
+        returned on ``device`` (default: the VGG's). ``gram_input`` is what the Grams are taken of
+        (:func:`~sclle.losses.contrastive.gram_view`); it is part of the key.
         """
         global STATS_COMPUTE_COUNT
         layers = list(layers)
         dev = torch.device(device) if device is not None else next(vgg.parameters()).device
-        key_src, cache_file = self._stats_key(fingerprint or vgg_fingerprint(vgg), layers, size, cache_dir)
+        key_src, cache_file = self._stats_key(
+            fingerprint or vgg_fingerprint(vgg), layers, size, cache_dir, gram_input
+        )
         if cache_file is not None and cache_file.is_file():
             blob = torch.load(cache_file, map_location="cpu", weights_only=True)
         else:
@@ -80,9 +84,13 @@ class StatsPool(ContrastPool):
                 chunks = range(0, len(imgs), batch_size)
                 st = PoolStats.cat(
                     [
-                        compute_pool_stats(vgg, imgs[i : i + batch_size], layers, batch_size=batch_size).to(
-                            "cpu", torch.float32
-                        )
+                        compute_pool_stats(
+                            vgg,
+                            imgs[i : i + batch_size],
+                            layers,
+                            batch_size=batch_size,
+                            gram_input=gram_input,
+                        ).to("cpu", torch.float32)
                         for i in tqdm(chunks, desc=f"pool stats ({name})", disable=not progress)
                     ]
                 )
@@ -100,29 +108,42 @@ class StatsPool(ContrastPool):
                 brightness=d["brightness"].to(dev),
                 kind=d["kind"].to(dev),
                 quantiles=d["quantiles"].to(dev),
+                gram_input=gram_input,
             )
 
         return PoolPair(mk(blob["pos"]), mk(blob["neg"]))
 
     def _stats_key(
-        self, fingerprint: str, layers: Sequence[str], size: int, cache_dir: str | Path | None
+        self,
+        fingerprint: str,
+        layers: Sequence[str],
+        size: int,
+        cache_dir: str | Path | None,
+        gram_input: GramInput = "rgb",
     ) -> tuple[str, Path | None]:
-        key_src = json.dumps(
-            {
-                "vgg": fingerprint,
-                "pool": self.content_hash(),
-                "size": int(size),
-                "layers": list(layers),
-                "v": 2,  # 2: grey-level quantiles added
-            },
-            sort_keys=True,
-        )
+        src = {
+            "vgg": fingerprint,
+            "pool": self.content_hash(),
+            "size": int(size),
+            "layers": list(layers),
+            "v": 2,  # 2: grey-level quantiles added
+        }
+        if gram_input != "rgb":  # absent for rgb: caches written before the option stay valid
+            src["gram_input"] = gram_input
+        key_src = json.dumps(src, sort_keys=True)
         key = hashlib.sha256(key_src.encode()).hexdigest()[:20]
         return key_src, (Path(cache_dir) / f"pool_stats_{key}.pt" if cache_dir is not None else None)
 
-    def stats_cached(self, fingerprint: str, layers: Sequence[str], size: int, cache_dir: str | Path) -> bool:
+    def stats_cached(
+        self,
+        fingerprint: str,
+        layers: Sequence[str],
+        size: int,
+        cache_dir: str | Path,
+        gram_input: GramInput = "rgb",
+    ) -> bool:
         """Whether :meth:`stats` with these arguments would load from the cache (no VGG needed)."""
-        return bool(self._stats_key(fingerprint, layers, size, cache_dir)[1].is_file())  # type: ignore[union-attr]
+        return bool(self._stats_key(fingerprint, layers, size, cache_dir, gram_input)[1].is_file())  # type: ignore[union-attr]
 
 
 def vgg_fingerprint(vgg: torch.nn.Module) -> str:
@@ -143,16 +164,6 @@ def default_cache_dir() -> Path:
     """``$XDG_CACHE_HOME/sclle/pool_stats`` (``~/.cache/sclle/pool_stats``)."""
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "sclle" / "pool_stats"
-
-
-def shallow_vgg(vgg: nn.Module, layers: tuple[str, ...], device: torch.device) -> nn.Module:
-    """A VGG stopping at the deepest Gram layer, same weights (the pool needs no relu4_3: ~3x faster)."""
-    from sclle.models.vgg import VGG16Features
-
-    if not isinstance(vgg, VGG16Features) or set(vgg.layers) == set(layers) or vgg.source == "random":
-        return vgg
-    shallow = VGG16Features(layers, weights=vgg.source).to(device)
-    return shallow if shallow.fingerprint == vgg.fingerprint else vgg
 
 
 class RunPool:
@@ -177,17 +188,21 @@ class RunPool:
         size = d.pool_size or cfg.schedule.crop
         fp = vgg_fingerprint(vgg)
         stats: PoolPair | None = None
+        gi = cfg.loss.gram_input
         if dd.main:
-            stats_vgg = vgg
-            if not pool.stats_cached(fp, layers, size, cache):
-                stats_vgg = shallow_vgg(vgg, layers, device)
             stats = pool.stats(
-                stats_vgg, layers, size, cache, device=device, fingerprint=fp, progress=cfg.logging.progress
+                vgg,
+                layers,
+                size,
+                cache,
+                device=device,
+                fingerprint=fp,
+                progress=cfg.logging.progress,
+                gram_input=gi,
             )
-            del stats_vgg
         barrier(dd)
         if not dd.main:
-            stats = pool.stats(vgg, layers, size, cache, device=device, fingerprint=fp)
+            stats = pool.stats(vgg, layers, size, cache, device=device, fingerprint=fp, gram_input=gi)
         assert stats is not None
         return cls(pool, stats, needs, cfg)
 
