@@ -1,11 +1,12 @@
-"""Which loss term pulls the enhancer's colours, and where: the first-order colour effect of each term.
+"""Which loss term pulls the enhancer's colours and lightness: the first-order effect of each term's update.
 
 A cast that grows with training comes from some term of the objective; an A/B per term costs hours
 of CPU training. This measures it in minutes: at a checkpoint, for each weighted term ``L_k`` it takes
 the gradient over several training batches, turns it into the update Adam would make from it (divided
 by the checkpoint's ``sqrt(v_hat) + eps``, the optimizer's own per-weight scale), and measures what that
-update does to the outputs on the scorecard's CamVid pairs: the change of the mean ``(a*, b*)`` shift
-against the original (negative a*: green, positive b*: yellow) and of its length (the ``cast`` column).
+update does to the outputs on the scorecard's CamVid pairs: the change of the mean lightness ``L*`` and of
+the mean ``(a*, b*)`` shift against the original (negative a*: green, positive b*: yellow) and of its
+length (the ``cast`` column). The raw network is applied (no adaptive exposure), at ``--side`` px.
 
 Effects are first order, for a step of ``--steps`` times the learning rate, and add up over terms (the
 ``sum`` row; ``total`` recomputes it from the summed loss as a check). Momentum and Adam's non-linearity
@@ -38,15 +39,16 @@ _XYZ = torch.tensor(
 _WHITE = torch.tensor([0.950456, 1.0, 1.088754])  # D65, as scikit-image's rgb2lab
 
 
-def mean_ab(rgb: torch.Tensor) -> torch.Tensor:
-    """Mean CIELAB (a*, b*) per image of (B, 3, H, W) sRGB in [0, 1], differentiable (scikit-image's formulas)."""
+def mean_lab(rgb: torch.Tensor) -> torch.Tensor:
+    """Mean CIELAB (L*, a*, b*) per image of (B, 3, H, W) sRGB in [0, 1] (scikit-image's formulas)."""
     x = rgb.clamp(0, 1)
     lin = torch.where(x > 0.04045, ((x + 0.055) / 1.055).clamp_min(1e-8) ** 2.4, x / 12.92)
     xyz = torch.einsum("ij,bjhw->bihw", _XYZ, lin) / _WHITE.view(1, 3, 1, 1)
     f = torch.where(xyz > 0.008856, xyz.clamp_min(1e-8) ** (1 / 3), 7.787 * xyz + 16 / 116)
+    lum = 116 * f[:, 1] - 16
     a = 500 * (f[:, 0] - f[:, 1])
     b = 200 * (f[:, 1] - f[:, 2])
-    return torch.stack([a.mean((1, 2)), b.mean((1, 2))], 1)
+    return torch.stack([lum.mean((1, 2)), a.mean((1, 2)), b.mean((1, 2))], 1)
 
 
 def eval_pairs(root: Path, limit: int, side: int) -> list[tuple[str, torch.Tensor, torch.Tensor]]:
@@ -60,17 +62,17 @@ def eval_pairs(root: Path, limit: int, side: int) -> list[tuple[str, torch.Tenso
             size = (round(x.shape[-2] * side / x.shape[-1]), side)
             xs.append(torch.nn.functional.interpolate(x, size, mode="area"))
             refs.append(torch.nn.functional.interpolate(ref, size, mode="area"))
-        out.append((name, torch.cat(xs), mean_ab(torch.cat(refs))))
+        out.append((name, torch.cat(xs), mean_lab(torch.cat(refs))))
     return out
 
 
 @torch.no_grad()
 def shifts(net: torch.nn.Module, pairs) -> dict[str, torch.Tensor]:
-    """Per level: (mean Δa*, mean Δb*, mean |Δab|) of the outputs against the originals."""
+    """Per level: (mean ΔL*, mean Δa*, mean Δb*, mean |Δab|) of the outputs against the originals."""
     res = {}
-    for name, x, ref_ab in pairs:
-        d = mean_ab(apply_curves(x, net(x))) - ref_ab
-        res[name] = torch.cat([d.mean(0), d.norm(dim=1).mean().view(1)])
+    for name, x, ref_lab in pairs:
+        d = mean_lab(apply_curves(x, net(x))) - ref_lab
+        res[name] = torch.cat([d.mean(0), d[:, 1:].norm(dim=1).mean().view(1)])
     return res
 
 
@@ -159,11 +161,15 @@ def main() -> None:
     base = shifts(net, pairs)
     print(
         f"\nat step {start}: "
-        + "; ".join(f"{lv} Δa* {v[0]:+.2f} Δb* {v[1]:+.2f} |Δab| {v[2]:.2f}" for lv, v in base.items())
+        + "; ".join(
+            f"{lv} ΔL* {v[0]:+.2f} Δa* {v[1]:+.2f} Δb* {v[2]:+.2f} |Δab| {v[3]:.2f}" for lv, v in base.items()
+        )
     )
     print(f"effect of {a.steps:g} steps' worth of each term's update (central difference):\n")
-    print("| term | ‖update‖ | mod Δa* | mod Δb* | mod cast | strong Δa* | strong Δb* | strong cast |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    print(
+        "| term | ‖update‖ | mod ΔL* | mod Δa* | mod Δb* | mod cast | strong ΔL* | strong Δa* | strong Δb* | strong cast |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     rows = list(updates.items())
     rows.insert(len(rows) - 1, ("sum", sum(u for n, u in updates.items() if n != "total")))
     for n, u in rows:
