@@ -27,7 +27,7 @@ from sclle.evaluate.datasets import DatasetSpec
 from sclle.evaluate.suite import MODERATE, STRONG
 from sclle.losses.objective import SCLObjective
 from sclle.models.dce import apply_curves
-from sclle.train.build import build_prior, build_street, curves_model, init_enhancer
+from sclle.train.build import build_prior, build_street, curves_model, init_enhancer, step_losses
 from sclle.train.checkpoint import load_checkpoint
 from sclle.train.config import TrainConfig, apply_overrides
 from sclle.train.distributed import DistContext
@@ -112,20 +112,7 @@ def main() -> None:
         step = start + k
         batch = street.batch(step, cfg.schedule.batch)
         pos, neg = pool.draw(step) if pool is not None else (None, None)
-        out = model(batch.low)
-        curves, small_up = out if needs.second_scale else (out, None)
-        enhanced = apply_curves(batch.low, curves)
-        seg_logits = prior(enhanced) if prior is not None else None
-        losses = objective(
-            batch.low,
-            enhanced,
-            curves,
-            labels=batch.labels,
-            seg_logits=seg_logits,
-            pos_stats=pos,
-            neg_stats=neg,
-            curves_small_up=small_up,
-        )
+        losses, _ = step_losses(model, needs, objective, prior, batch.low, batch.labels, pos, neg)
         names = [n for n in losses if n != "total"] + ["total"]
         g = {}
         for n in names:

@@ -121,7 +121,9 @@ class _TinyVGG(torch.nn.Module):
         return {n: out[n] for n in (layers or self.layers)}
 
 
-def test_stats_are_cached_and_sampling(flat_source, tmp_path):
+@pytest.fixture
+def small_pool(flat_source, tmp_path):
+    """A pool built from the synthetic scenes (64 px)."""
     pool_dir = tmp_path / "pool"
     build_pool(
         flat_source,
@@ -130,6 +132,11 @@ def test_stats_are_cached_and_sampling(flat_source, tmp_path):
         progress=False,
         sheet=False,
     )
+    return pool_dir
+
+
+def test_stats_are_cached_and_sampling(small_pool, tmp_path):
+    pool_dir = small_pool
     pool = StatsPool.load(pool_dir)
     assert len(pool.positives) == 1 and sorted(pool.kinds) == [0, 1]
     vgg = _TinyVGG()
@@ -168,21 +175,14 @@ def test_stats_are_cached_and_sampling(flat_source, tmp_path):
     assert torch.tensor(pool.kinds)[ni].tolist() == [1, 1, 1]
 
 
-def test_run_pool_takes_grams_of_what_the_objective_compares(flat_source, tmp_path):
+def test_run_pool_takes_grams_of_what_the_objective_compares(small_pool, tmp_path):
     """``RunPool.load`` passes ``loss.gram_input`` on: grey anchors are never compared with colour Grams."""
     from sclle.losses.objective import LossConfig
     from sclle.train.config import TrainConfig
     from sclle.train.distributed import DistContext
     from sclle.train.pool_stats import RunPool
 
-    pool_dir = tmp_path / "pool"
-    build_pool(
-        flat_source,
-        pool_dir,
-        params=PoolParams(size=64, align_side=96, corr_side=48),
-        progress=False,
-        sheet=False,
-    )
+    pool_dir = small_pool
     vgg = _TinyVGG()
     loaded = {}
     for gi in ("rgb", "grey"):

@@ -350,8 +350,7 @@ def test_grey_gram_term_ignores_colour_and_pushes_channels_alike(vgg, pools, gre
     }
     torch.testing.assert_close(grey["a"], grey["b"])
     rgb = {
-        k: _gram_term(vgg, pools, "rgb", x)["contrastive_gram"]
-        for k, x in (("a", img), ("b", img + tint))
+        k: _gram_term(vgg, pools, "rgb", x)["contrastive_gram"] for k, x in (("a", img), ("b", img + tint))
     }
     assert not torch.allclose(rgb["a"], rgb["b"])  # the paper's colour Grams do see the tint
 

@@ -13,9 +13,10 @@ from torch import nn
 from sclle.data.darken import DarkenProtocol, NoiseModel
 from sclle.data.street import StreetScenes
 from sclle.errors import SclleError
-from sclle.losses.objective import ObjectiveNeeds
+from sclle.losses.contrastive import PoolStats
+from sclle.losses.objective import ObjectiveNeeds, SCLObjective
 from sclle.losses.preservation import estimate_curves_at_scale
-from sclle.models.dce import DCENet
+from sclle.models.dce import DCENet, apply_curves
 from sclle.train.config import TrainConfig
 
 #: Resolution of the second enhancer pass of the scale-consistency term.
@@ -102,3 +103,34 @@ class CurvesAndSmall(nn.Module):
 def curves_model(net: DCENet, needs: ObjectiveNeeds) -> nn.Module:
     """The module one step calls: ``x -> curves``, or ``x -> (curves, curves_small_up)`` with a second scale."""
     return CurvesAndSmall(net) if needs.second_scale else net
+
+
+def step_losses(
+    model: nn.Module,
+    needs: ObjectiveNeeds,
+    objective: SCLObjective,
+    prior: nn.Module | None,
+    low: torch.Tensor,
+    labels: torch.Tensor | None,
+    pos: PoolStats | None,
+    neg: PoolStats | None,
+) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """One step's forward: curves, enhanced image, segmenter logits, the weighted terms -> (losses, enhanced).
+
+    The trainer's step and diagnostics (``scripts/term_pull.py``) share it, so they measure the same objective.
+    """
+    out = model(low)
+    curves, small_up = out if needs.second_scale else (out, None)
+    enhanced = apply_curves(low, curves)
+    seg_logits = prior(enhanced) if prior is not None else None
+    losses = objective(
+        low,
+        enhanced,
+        curves,
+        labels=labels,
+        seg_logits=seg_logits,
+        pos_stats=pos,
+        neg_stats=neg,
+        curves_small_up=small_up,
+    )
+    return losses, enhanced

@@ -55,8 +55,8 @@ from sclle.core.weights import NEGLIGIBLE_WEIGHT, flush_subnormals_
 from sclle.data.street import StreetScenes
 from sclle.errors import SclleError
 from sclle.losses.objective import ObjectiveNeeds, SCLObjective
-from sclle.models.dce import DCENet, apply_curves
-from sclle.train.build import build_prior, build_street, curves_model, init_enhancer
+from sclle.models.dce import DCENet
+from sclle.train.build import build_prior, build_street, curves_model, init_enhancer, step_losses
 from sclle.train.checkpoint import (
     CHECKPOINT_FORMAT,
     checkpoint_path,
@@ -240,19 +240,8 @@ def _train_step(s: _Setup, step: int) -> _StepResult:
     batch = s.street.batch(step, sch.batch, rank=s.dd.rank, world_size=s.dd.world)
     pos, neg = s.pool.draw(step) if s.pool is not None else (None, None)
     with torch.autocast(device_type=s.device.type, dtype=torch.bfloat16, enabled=s.use_amp):
-        out_model = s.model(batch.low)
-        curves, small_up = out_model if s.needs.second_scale else (out_model, None)
-        enhanced = apply_curves(batch.low, curves)
-        seg_logits = s.prior(enhanced) if s.prior is not None else None
-        losses = s.objective(
-            batch.low,
-            enhanced,
-            curves,
-            labels=batch.labels,
-            seg_logits=seg_logits,
-            pos_stats=pos,
-            neg_stats=neg,
-            curves_small_up=small_up,
+        losses, enhanced = step_losses(
+            s.model, s.needs, s.objective, s.prior, batch.low, batch.labels, pos, neg
         )
     s.optimizer.zero_grad(set_to_none=True)
     losses["total"].float().backward()
