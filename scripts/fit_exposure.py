@@ -1,9 +1,10 @@
 """Fit the adaptive-exposure numbers of a curve model on training data only.
 
 For each training pair it estimates the model's curve maps once, scores the output at curve strengths
-0 .. 2.5 against the reference (PSNR and SSIM, at half resolution for speed), and then grid-searches
-``s = clamp(a + b * log_mean + c * log_highlights, 0, 1.5)`` (:mod:`sclle.models.exposure`) for the best
-weighted mean of PSNR + 20 SSIM (the not-darkened kind weighted ``--normal-weight``).
+0 .. ``--max-strength`` against the reference (PSNR and SSIM, at half resolution for speed), and then
+grid-searches ``s = clamp(a + b * log_mean + c * log_highlights, 0, --hi)`` (:mod:`sclle.models.exposure`,
+:mod:`sclle.train.exposure_fit`) for the best weighted mean of PSNR + 20 SSIM (the not-darkened kind
+weighted ``--normal-weight``). ``--rows`` refits a saved sweep with another cap or grid in seconds.
 
 Training pairs (never the scorecard's images):
 * SICE Part1 scenes *not* in the held-out list: the three darkest frames against the scene's fusion;
@@ -11,6 +12,8 @@ Training pairs (never the scorecard's images):
 * CamVid *train* not darkened, against itself (an enhancer should leave it alone).
 
     python scripts/fit_exposure.py --model sclle-default --data-root ../shared/data --out reports/exposure_fit.json
+    python scripts/fit_exposure.py --rows reports/exposure_fit.json --hi 2.5 --a-min -6 --b-min -3 --c-min -5 \
+        --out reports/exposure_fit_hi2.5.json
 
 Prints the fitted numbers (paste them into the model's ``arch_kwargs``) and the per-kind scores at
 strength 1 and with the fit.
@@ -34,10 +37,7 @@ from sclle.metrics import create
 from sclle.models.base import apply_le_curves, scale_curves
 from sclle.models.exposure import log_highlight_luminance, log_mean_luminance
 from sclle.models.registry import load_weights
-
-STRENGTHS = np.round(np.arange(0.0, 2.51, 0.1), 2)
-KINDS = ("sice", "camvid_dark", "camvid_normal")
-PSNR_CAP = 40.0  # an untouched image scores inf: cap it so one kind cannot dominate the mean
+from sclle.train.exposure_fit import fit, strengths_to
 
 
 def _half(t: torch.Tensor) -> torch.Tensor:
@@ -48,8 +48,8 @@ def _tensor(a: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1)[None].float() / 255.0
 
 
-def sweep(net, pairs, progress: bool = True) -> list[dict]:
-    """Per pair: its log-mean luminance and PSNR/SSIM at every strength in ``STRENGTHS``."""
+def sweep(net, pairs, strengths: np.ndarray, progress: bool = True) -> list[dict]:
+    """Per pair: its log-mean luminance and PSNR/SSIM at every strength in ``strengths``."""
     from tqdm.auto import tqdm
 
     psnr, ssim = create("psnr"), create("ssim")
@@ -59,7 +59,7 @@ def sweep(net, pairs, progress: bool = True) -> list[dict]:
             curves, xs, rs = _half(net(x)), _half(x), _half(ref)
             scores = [
                 (float(psnr(y, rs)), float(ssim(y, rs)))
-                for y in (apply_le_curves(xs, scale_curves(curves, float(s))) for s in STRENGTHS)
+                for y in (apply_le_curves(xs, scale_curves(curves, float(s))) for s in strengths)
             ]
         rows.append({"kind": kind, "name": name, "logmean": float(log_mean_luminance(x)),
                      "loghigh": float(log_highlight_luminance(x)),
@@ -85,49 +85,6 @@ def training_pairs(data_root: Path, scenes: int, dark: int, normal: int, seed: i
         yield "camvid_normal", f.stem, ref, ref
 
 
-def fit(rows: list[dict], normal_weight: float) -> dict:
-    """Grid search of (a, b, c) for the best weighted mean of PSNR + 20 SSIM over the three kinds."""
-    kind = np.array([r["kind"] for r in rows])
-    lm = np.array([r["logmean"] for r in rows])
-    lh = np.array([r["loghigh"] for r in rows])
-    P = np.minimum(np.array([r["psnr"] for r in rows]), PSNR_CAP)
-    Q = np.array([r["ssim"] for r in rows])
-    weights = {"sice": 1.0, "camvid_dark": 1.0, "camvid_normal": normal_weight}
-
-    def at(s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        s = np.clip(s, STRENGTHS[0], STRENGTHS[-1])
-        j = np.clip(np.searchsorted(STRENGTHS, s) - 1, 0, len(STRENGTHS) - 2)
-        w = (s - STRENGTHS[j]) / (STRENGTHS[j + 1] - STRENGTHS[j])
-        r = np.arange(len(s))
-        return P[r, j] * (1 - w) + P[r, j + 1] * w, Q[r, j] * (1 - w) + Q[r, j + 1] * w
-
-    def table(s: np.ndarray) -> dict:
-        p, q = at(s)
-        return {k: {"psnr": round(float(p[kind == k].mean()), 3), "ssim": round(float(q[kind == k].mean()), 4),
-                    "n": int((kind == k).sum())} for k in KINDS if (kind == k).any()}  # fmt: skip
-
-    def objective(s: np.ndarray) -> float:
-        p, q = at(s)
-        return sum(
-            weights[k] * (p[kind == k].mean() + 20 * q[kind == k].mean()) for k in KINDS if (kind == k).any()
-        )
-
-    hi = 1.5  # curve maps are clipped to [-1, 1] anyway; above 1.5 only the darkest frames gain
-    grid = np.round(np.arange(-2.0, 1.01, 0.1), 2), np.round(np.arange(-1.6, 0.01, 0.1), 2)
-    best = max(
-        ((objective(np.clip(a + b * lm + c * lh, 0.0, hi)), a, b, c)
-         for a in grid[0] for b in grid[1] for c in np.round(np.arange(-2.0, 0.01, 0.1), 2)),
-        key=lambda t: t[0],
-    )  # fmt: skip
-    _, a, b, c = best
-    return {
-        "exposure": {"a": float(a), "b": float(b), "c": float(c), "lo": 0.0, "hi": hi},
-        "normal_weight": normal_weight,
-        "at_strength_1": table(np.ones(len(rows))),
-        "with_fit": table(np.clip(a + b * lm + c * lh, 0.0, hi)),
-    }
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="sclle-default")
@@ -137,15 +94,36 @@ def main() -> None:
     ap.add_argument("--camvid-normal", type=int, default=40)
     ap.add_argument("--normal-weight", type=float, default=0.25, help="weight of the not-darkened kind")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--hi", type=float, default=1.5, help="largest strength (ExposureControl allows <= 2)")
+    ap.add_argument("--a-min", type=float, default=-2.0, help="lower end of the grid of a")
+    ap.add_argument("--b-min", type=float, default=-1.6, help="lower end of the grid of b")
+    ap.add_argument("--c-min", type=float, default=-2.0, help="lower end of the grid of c")
+    ap.add_argument("--max-strength", type=float, default=2.5, help="sweep strengths 0 .. this")
+    ap.add_argument("--rows", type=Path, help="refit the sweep of an earlier --out file (no network run)")
     ap.add_argument("--out", type=Path, default=Path("reports/exposure_fit.json"))
     args = ap.parse_args()
-    net, _ = load_weights(args.model)
-    net.exposure = None  # fit on the plain network's curves
-    pairs = training_pairs(args.data_root, args.scenes, args.camvid_dark, args.camvid_normal, args.seed)
-    rows = sweep(net.eval(), pairs)
-    result = {"model": args.model, **fit(rows, args.normal_weight), "pairs": len(rows)}
+    if args.rows is not None:
+        earlier = json.loads(args.rows.read_text())
+        rows, strengths = earlier["rows"], np.asarray(earlier.get("strengths", strengths_to(2.5)))
+        args.model = earlier.get("model", args.model)
+    else:
+        net, _ = load_weights(args.model)
+        net.exposure = None  # fit on the plain network's curves
+        pairs = training_pairs(args.data_root, args.scenes, args.camvid_dark, args.camvid_normal, args.seed)
+        strengths = strengths_to(args.max_strength)
+        rows = sweep(net.eval(), pairs, strengths)
+    fitted = fit(
+        rows,
+        strengths,
+        normal_weight=args.normal_weight,
+        hi=args.hi,
+        a_min=args.a_min,
+        b_min=args.b_min,
+        c_min=args.c_min,
+    )
+    result = {"model": args.model, **fitted, "pairs": len(rows)}
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(args.out, json.dumps({**result, "rows": rows}))
+    atomic_write(args.out, json.dumps({**result, "strengths": strengths.tolist(), "rows": rows}))
     print(json.dumps(result, indent=1))
 
 

@@ -25,6 +25,10 @@ from torch import nn
 LUMA = (0.299, 0.587, 0.114)
 #: Luminance floor of the log (one 8-bit step): black pixels do not send the mean to -inf.
 LOG_FLOOR = 1.0 / 255.0
+#: Largest curve strength. The scaled maps are clipped to [-1, 1], so a strength above 1 lifts only the
+#: pixels whose maps are still below 1 in magnitude: the darkest photos keep gaining up to ~2.5 (fitted on
+#: SICE training frames, docs/training.md), and at 4 the maps of a trained net are saturated everywhere.
+MAX_STRENGTH = 4.0
 #: Rows per band when summing the log: bounds the temporaries to one band (~12 MB at 8000 px wide).
 BAND_ROWS = 128
 
@@ -96,9 +100,9 @@ class ExposureControl(nn.Module):
 
     def __init__(self, a: float, b: float, lo: float = 0.0, hi: float = 1.5, c: float = 0.0) -> None:
         super().__init__()
-        if not (b <= 0.0 and c <= 0.0 and 0.0 <= lo <= hi <= 2.0):
+        if not (b <= 0.0 and c <= 0.0 and 0.0 <= lo <= hi <= MAX_STRENGTH):
             raise ValueError(
-                f"exposure control needs b <= 0, c <= 0 and 0 <= lo <= hi <= 2, got {a=}, {b=}, {c=}, {lo=}, {hi=}"
+                f"exposure control needs b <= 0, c <= 0 and 0 <= lo <= hi <= {MAX_STRENGTH:g}, got {a=}, {b=}, {c=}, {lo=}, {hi=}"
             )
         self.a, self.b, self.c, self.lo, self.hi = float(a), float(b), float(c), float(lo), float(hi)
 

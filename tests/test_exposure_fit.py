@@ -1,0 +1,64 @@
+"""Fitting the adaptive exposure to a strength sweep (sclle.train.exposure_fit)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from sclle.models.exposure import MAX_STRENGTH, ExposureControl
+from sclle.train.exposure_fit import fit, strengths_to
+
+A0, B0 = -0.5, -0.5  # the rule the synthetic sweep is built from (c = 0: the highlights do not matter)
+
+
+def _rows(strengths: np.ndarray, n: int = 24) -> list[dict]:
+    """Pairs whose best strength is exactly ``A0 + B0 * logmean`` (on the sweep's grid), scores peaked there."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for i in range(n):
+        logmean = -1.2 - 0.2 * (i % 20)  # best strength 0.1 .. 2.0
+        best = A0 + B0 * logmean
+        d = strengths - best
+        rows.append({
+            "kind": ("sice", "camvid_dark", "camvid_normal")[i % 3],
+            "logmean": logmean,
+            "loghigh": float(rng.uniform(-1.5, -0.1)),
+            "psnr": (30.0 - 10.0 * d**2).tolist(),
+            "ssim": (0.9 - 0.1 * d**2).tolist(),
+        })  # fmt: skip
+    return rows
+
+
+def test_strengths_grid_and_limit():
+    s = strengths_to(2.5)
+    assert s[0] == 0.0 and s[-1] == 2.5 and len(s) == 26
+    assert strengths_to(MAX_STRENGTH)[-1] == MAX_STRENGTH
+    with pytest.raises(ValueError, match="max_strength"):
+        strengths_to(MAX_STRENGTH + 0.5)
+
+
+def test_fit_recovers_the_rule_the_sweep_was_built_from():
+    s = strengths_to(2.5)
+    out = fit(_rows(s), s, hi=2.5)
+    assert out["exposure"] == {"a": A0, "b": B0, "c": 0.0, "lo": 0.0, "hi": 2.5}
+    assert out["at_edge"] == []
+    assert out["with_fit"]["sice"]["psnr"] == pytest.approx(30.0)
+    assert out["with_fit"]["sice"]["psnr"] > out["at_strength_1"]["sice"]["psnr"]
+    ExposureControl(**out["exposure"])  # a valid model setting
+
+
+def test_the_cap_binds_and_an_edge_is_reported():
+    s = strengths_to(2.5)
+    capped = fit(_rows(s), s, hi=1.0)
+    assert capped["exposure"]["hi"] == 1.0
+    assert capped["with_fit"]["sice"]["psnr"] < 30.0  # rows that wanted more than 1 lose
+    narrow = fit(_rows(s), s, hi=2.5, a_min=-0.2)  # the true a (-0.5) is outside the grid
+    assert "a" in narrow["at_edge"]
+
+
+def test_refuses_a_cap_the_sweep_does_not_reach_and_mismatched_rows():
+    s = strengths_to(2.0)
+    with pytest.raises(ValueError, match="sweep further"):
+        fit(_rows(s), s, hi=2.5)
+    with pytest.raises(ValueError, match="strengths"):
+        fit(_rows(strengths_to(2.5)), s, hi=1.5)
