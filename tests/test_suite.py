@@ -110,6 +110,26 @@ def test_quick_suite_writes_every_output_with_one_row_per_method(data_root, tmp_
     assert card3.values["input"]["CamVid-strong lpips"] > 0
 
 
+def test_contact_sheet_shows_the_candidates(data_root, tmp_path):
+    from PIL import Image
+
+    def sheet(methods, **kw):
+        card = run_suite(methods, data_root=data_root, out_dir=tmp_path / "sc", quick=True, progress=False,
+                         speed=False, **kw)  # fmt: skip
+        png = tmp_path / "sc" / "contact_sheet.png"
+        return Image.open(png).size if png in card.files else None
+
+    assert sheet(["input", "gamma"]) is None  # built-in baselines only: nothing to judge
+    two = sheet(["input", "gamma", "he"], sheet_methods=["input", "he"])
+    three = sheet(["input", "gamma", "he"], sheet_methods=["input", "gamma", "he"])
+    assert two is not None and three is not None and three[0] > two[0] and three[1] == two[1]
+    # a candidate of one's own (not built in) joins the sheet by default, under its label
+    import sclle
+
+    mine = f"mine={Path(sclle.__file__).parent / 'weights' / 'sclle-default.safetensors'}"
+    assert sheet(["input", "gamma", mine]) == two
+
+
 def test_mean_rank_shares_ties_and_follows_direction():
     cols = [Column("A", "psnr", False), Column("A", "niqe", True), Column("", "s/1080p", True, quality=False)]
     card = Scorecard(

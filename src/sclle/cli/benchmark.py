@@ -28,6 +28,12 @@ def register(app: typer.Typer) -> None:
             False, "--lpips", help="Also LPIPS on the paired protocols (slow on CPU)."
         ),
         no_speed: bool = typer.Option(False, "--no-speed", help="Skip the seconds-per-image column."),
+        sheet: str = typer.Option(
+            None,
+            "--sheet",
+            help="Comma-separated methods of the contact sheet (default: input, the released SCL-LLE and "
+            "Zero-DCE, sclle-default, and the methods given that are not built in).",
+        ),
         device: str = typer.Option("cpu", "--device", help="auto, cpu, cuda, cuda:N or mps."),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
     ) -> None:
@@ -35,11 +41,12 @@ def register(app: typer.Typer) -> None:
         from sclle.evaluate.suite import DEFAULT_METHODS, markdown, run_suite
 
         names = [m.strip() for m in methods.split(",") if m.strip()] if methods else list(DEFAULT_METHODS)
+        sheet_names = ["input", *(m.strip() for m in sheet.split(",") if m.strip())] if sheet else None
         argv = sys.argv
         command = "sclle " + shlex.join(argv[1:]) if Path(argv[0]).name.startswith("sclle") else None
         card = run_suite(
             names, data_root=data_root, out_dir=out, quick=quick, limit=limit, miou=miou, lpips=lpips, speed=not no_speed,
-            device=device, progress=not quiet, command=command,
+            sheet_methods=sheet_names, device=device, progress=not quiet, command=command,
         )  # fmt: skip
         typer.echo(markdown(card))
         for note in card.notes:

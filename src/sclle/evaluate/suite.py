@@ -194,12 +194,17 @@ def run_suite(
     miou: bool = False,
     lpips: bool = False,
     speed: bool = True,
-    sheet_methods: Sequence[str] = SHEET_METHODS,
+    sheet_methods: Sequence[str] | None = None,
     device: str = "cpu",
     progress: bool = True,
     command: str | None = None,
 ) -> Scorecard:
-    """Score ``methods`` on every protocol whose data is under ``data_root``; write the scorecard files."""
+    """Score ``methods`` on every protocol whose data is under ``data_root``; write the scorecard files.
+
+    The contact sheet shows ``sheet_methods`` that were scored; by default the input, the released SCL-LLE
+    and Zero-DCE, ``sclle-default`` and every method given that is not one of :data:`DEFAULT_METHODS`
+    (the candidate being judged).
+    """
     from sclle.enhancement.methods import get_method
     from sclle.evaluate.runner import evaluate
 
@@ -211,6 +216,11 @@ def run_suite(
     methods = list(dict.fromkeys(methods))
     if not methods:
         raise SclleError("no methods given")
+    if sheet_methods is None:
+        sheet_methods = [*SHEET_METHODS, *(m for m in methods if m not in DEFAULT_METHODS)]
+    from sclle.enhancement.methods import method_label
+
+    shown = {"input", *sheet_methods, *(method_label(m) for m in sheet_methods)}  # specs or their labels
     notes: list[str] = []
     protos = _protocols(root, out, quick, limit, notes, lpips=lpips)
     if not protos:
@@ -235,7 +245,7 @@ def run_suite(
                 values[m][col.key] = table.get(label, {}).get(metric, math.nan)
         for failure in res.failures:
             notes.append(f"{p.name}: skipped {failure}")
-        sheet_rows += [(f"{p.name} {k}", {c: t[c] for c in t if c in {*sheet_methods, "input"}}) for k, t in
+        sheet_rows += [(f"{p.name} {k}", {c: t[c] for c in t if c in shown}) for k, t in
                        res.sheets.get(p.name, [])]  # fmt: skip
     if miou:
         from sclle.evaluate.darkness import darkness_benchmark
@@ -268,14 +278,12 @@ def run_suite(
             values[m][speed_col.key] = seconds_per_image(meth, size)
             values[m][params_col.key] = _param_count(meth)
     # rows are shown under their labels (``ours=runs/x.safetensors`` -> ``ours``), not the whole spec
-    from sclle.enhancement.methods import method_label
-
     labels = {m: method_label(m) for m in methods}
     methods = [labels[m] for m in methods]
     values = {labels[m]: v for m, v in values.items()}
     sheet_rows = [(title, {labels.get(c, c): png for c, png in row.items()}) for title, row in sheet_rows]
     card = Scorecard(methods, columns, values, notes, images, command)
-    card.files = write_scorecard(card, out, sheet_rows, sheet_methods)
+    card.files = write_scorecard(card, out, sheet_rows, [method_label(m) for m in sheet_methods])
     return card
 
 
@@ -388,8 +396,7 @@ def write_scorecard(
     if png:
         files.append(atomic_write(out / "quality_vs_speed.png", png))
     cols = ["input", *(c for c in sheet_methods if c != "input" and c in card.methods)]
-    sheet = contact_sheet(sheet_rows, cols,
-                          title="input | released SCL-LLE | Zero-DCE | ours")  # fmt: skip
+    sheet = contact_sheet(sheet_rows, cols, title=" | ".join(cols)) if len(cols) > 1 else None
     if sheet:
         files.append(atomic_write(out / "contact_sheet.png", sheet))
     return files
