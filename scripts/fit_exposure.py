@@ -94,7 +94,7 @@ def main() -> None:
     ap.add_argument("--camvid-normal", type=int, default=40)
     ap.add_argument("--normal-weight", type=float, default=0.25, help="weight of the not-darkened kind")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--hi", type=float, default=1.5, help="largest strength (ExposureControl allows <= 2)")
+    ap.add_argument("--hi", type=float, default=1.5, help="largest strength (ExposureControl allows up to MAX_STRENGTH = 4)")
     ap.add_argument("--a-min", type=float, default=-2.0, help="lower end of the grid of a")
     ap.add_argument("--b-min", type=float, default=-1.6, help="lower end of the grid of b")
     ap.add_argument("--c-min", type=float, default=-2.0, help="lower end of the grid of c")
