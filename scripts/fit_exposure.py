@@ -4,7 +4,7 @@ For each training pair it estimates the model's curve maps once, scores the outp
 0 .. ``--max-strength`` against the reference (PSNR and SSIM, at half resolution for speed), and then
 grid-searches ``s = clamp(a + b * log_mean + c * log_highlights, 0, --hi)`` (:mod:`sclle.models.exposure`,
 :mod:`sclle.train.exposure_fit`) for the best weighted mean of PSNR + 20 SSIM (the not-darkened kind
-weighted ``--normal-weight``). ``--rows`` refits a saved sweep with another cap or grid in seconds.
+weighted ``--normal-weight``), minus ``--niqe-weight`` times the outputs' NIQE (recorded in every sweep). ``--rows`` refits a saved sweep with another cap or grid in seconds.
 
 Training pairs (never the scorecard's images):
 * SICE Part1 scenes *not* in the held-out list: the three darkest frames against the scene's fusion;
@@ -48,22 +48,33 @@ def _tensor(a: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1)[None].float() / 255.0
 
 
-def sweep(net, pairs, strengths: np.ndarray, progress: bool = True) -> list[dict]:
-    """Per pair: its log-mean luminance and PSNR/SSIM at every strength in ``strengths``."""
+#: NIQE is scale-dependent: it is taken on the output at full size up to this long side (SICE's 512-px
+#: frames), else at half size (CamVid's 960 px -> 480), i.e. near the size of the DICM/LIME photos it judges.
+NIQE_MAX_SIDE = 640
+
+
+def sweep(net, pairs, strengths: np.ndarray, progress: bool = True, with_niqe: bool = True) -> list[dict]:
+    """Per pair: its log-mean luminance and PSNR/SSIM (and NIQE) at every strength in ``strengths``."""
     from tqdm.auto import tqdm
 
-    psnr, ssim = create("psnr"), create("ssim")
+    psnr, ssim, niqe = create("psnr"), create("ssim"), create("niqe")
     rows = []
     for kind, name, x, ref in tqdm(pairs, desc="sweep", unit="pair", disable=not progress):
         with torch.no_grad():
-            curves, xs, rs = _half(net(x)), _half(x), _half(ref)
+            full = net(x)
+            curves, xs, rs = _half(full), _half(x), _half(ref)
             scores = [
                 (float(psnr(y, rs)), float(ssim(y, rs)))
                 for y in (apply_le_curves(xs, scale_curves(curves, float(s))) for s in strengths)
             ]
-        rows.append({"kind": kind, "name": name, "logmean": float(log_mean_luminance(x)),
-                     "loghigh": float(log_highlight_luminance(x)),
-                     "psnr": [p for p, _ in scores], "ssim": [q for _, q in scores]})  # fmt: skip
+            row = {"kind": kind, "name": name, "logmean": float(log_mean_luminance(x)),
+                   "loghigh": float(log_highlight_luminance(x)),
+                   "psnr": [p for p, _ in scores], "ssim": [q for _, q in scores]}  # fmt: skip
+            if with_niqe:
+                xn, cn = (x, full) if max(x.shape[-2:]) <= NIQE_MAX_SIDE else (xs, curves)
+                row["niqe"] = [float(niqe(apply_le_curves(xn, scale_curves(cn, float(s))).clamp(0, 1)))
+                               for s in strengths]  # fmt: skip
+        rows.append(row)
     return rows
 
 
@@ -93,8 +104,20 @@ def main() -> None:
     ap.add_argument("--camvid-dark", type=int, default=120)
     ap.add_argument("--camvid-normal", type=int, default=40)
     ap.add_argument("--normal-weight", type=float, default=0.25, help="weight of the not-darkened kind")
+    ap.add_argument(
+        "--niqe-weight",
+        type=float,
+        default=0.0,
+        help="subtract this times the outputs' NIQE from each kind's PSNR + 20 SSIM",
+    )
+    ap.add_argument("--no-niqe", action="store_true", help="do not record NIQE in the sweep (~20%% faster)")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--hi", type=float, default=1.5, help="largest strength (ExposureControl allows up to MAX_STRENGTH = 4)")
+    ap.add_argument(
+        "--hi",
+        type=float,
+        default=1.5,
+        help="largest strength (ExposureControl allows up to MAX_STRENGTH = 4)",
+    )
     ap.add_argument("--a-min", type=float, default=-2.0, help="lower end of the grid of a")
     ap.add_argument("--b-min", type=float, default=-1.6, help="lower end of the grid of b")
     ap.add_argument("--c-min", type=float, default=-2.0, help="lower end of the grid of c")
@@ -111,7 +134,7 @@ def main() -> None:
         net.exposure = None  # fit on the plain network's curves
         pairs = training_pairs(args.data_root, args.scenes, args.camvid_dark, args.camvid_normal, args.seed)
         strengths = strengths_to(args.max_strength)
-        rows = sweep(net.eval(), pairs, strengths)
+        rows = sweep(net.eval(), pairs, strengths, with_niqe=not args.no_niqe)
     fitted = fit(
         rows,
         strengths,
@@ -120,6 +143,7 @@ def main() -> None:
         a_min=args.a_min,
         b_min=args.b_min,
         c_min=args.c_min,
+        niqe_weight=args.niqe_weight,
     )
     result = {"model": args.model, **fitted, "pairs": len(rows)}
     args.out.parent.mkdir(parents=True, exist_ok=True)

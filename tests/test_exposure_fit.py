@@ -62,3 +62,27 @@ def test_refuses_a_cap_the_sweep_does_not_reach_and_mismatched_rows():
         fit(_rows(s), s, hi=2.5)
     with pytest.raises(ValueError, match="strengths"):
         fit(_rows(strengths_to(2.5)), s, hi=1.5)
+
+
+def test_a_niqe_term_moves_the_fit_toward_more_natural_outputs():
+    s = strengths_to(2.5)
+    rows = _rows(s)
+    for r in rows:  # NIQE falls with strength: a naturalness term that wants more lift than PSNR does
+        r["niqe"] = (5.0 - 1.0 * s).tolist()
+    plain = fit(rows, s, hi=2.5)
+    assert plain["exposure"]["a"] == A0 and plain["niqe_weight"] == 0.0
+    assert plain["with_fit"]["sice"]["niqe"] == pytest.approx(
+        float(np.mean([5.0 - (A0 + B0 * r["logmean"]) for r in rows if r["kind"] == "sice"])), abs=1e-3
+    )
+    pulled = fit(rows, s, hi=2.5, niqe_weight=20.0)
+    assert pulled["exposure"]["a"] > A0  # lifts more
+    assert pulled["with_fit"]["sice"]["niqe"] < plain["with_fit"]["sice"]["niqe"]
+    assert pulled["with_fit"]["sice"]["psnr"] < plain["with_fit"]["sice"]["psnr"]
+
+
+def test_a_niqe_weight_needs_niqe_rows():
+    s = strengths_to(2.5)
+    with pytest.raises(ValueError, match="NIQE"):
+        fit(_rows(s), s, hi=2.5, niqe_weight=1.0)
+    with pytest.raises(ValueError, match="niqe_weight"):
+        fit(_rows(s), s, hi=2.5, niqe_weight=-1.0)

@@ -40,7 +40,18 @@ def _gray_levels(levels: torch.Tensor) -> torch.Tensor:
 
 def test_list_metrics_describes_each_builtin():
     infos = {m.name: m for m in metrics.list_metrics()}
-    assert set(infos) == {"niqe", "piqe", "entropy", "psnr", "ssim", "lpips", "clipped", "cast", "miou"}
+    assert set(infos) == {
+        "niqe",
+        "piqe",
+        "entropy",
+        "psnr",
+        "mse",
+        "ssim",
+        "lpips",
+        "clipped",
+        "cast",
+        "miou",
+    }
     assert infos["niqe"].kind == "nr" and infos["niqe"].lower_is_better
     assert infos["psnr"].kind == "fr" and not infos["psnr"].lower_is_better
     assert infos["miou"].kind == "seg"
@@ -408,3 +419,18 @@ def test_clipped_counts_only_new_white_pixels():
     img[:, 1, 1, :2] = 1.0  # two pixels newly clipped in one channel
     img[:, :, 0, 1] = 254.0 / 255.0  # just below the 8-bit maximum: not clipped
     assert metrics.create("clipped")(img, ref).tolist() == [pytest.approx(2 / 10)]
+
+
+def test_mse_and_pooled_psnr_stay_finite_when_one_image_is_unchanged():
+    from sclle.metrics import mse, pooled_psnr, psnr
+
+    ref = torch.rand(2, 3, 16, 16)
+    out = ref.clone()
+    out[1] = (out[1] + 0.1).clamp(0, 1)
+    e = mse(out, ref)
+    assert e[0] == 0 and e[1] > 0
+    p = psnr(out, ref)
+    assert torch.isinf(p[0]) and p[1] == pytest.approx(pooled_psnr(float(e[1])))  # same MSE as psnr's
+    assert pooled_psnr(float(e.mean())) == pytest.approx(p[1].item() + 10 * np.log10(2))  # half the mean MSE
+    assert pooled_psnr(0.0) == float("inf")
+    assert metrics.create("mse")(out, ref).shape == (2,) and metrics.get_metric_info("mse").lower_is_better

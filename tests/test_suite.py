@@ -243,3 +243,28 @@ def test_export_any_architecture_to_onnx(arch, tmp_path):
     net = ARCHITECTURES.get(arch)().eval()
     path = export_model(net, tmp_path / f"{arch}.onnx")  # checked against PyTorch with onnxruntime inside
     assert path.stat().st_size > 1000
+
+
+def test_well_exposed_column_is_the_pooled_psnr_and_protocols_filter(data_root, tmp_path):
+    from sclle.enhancement.methods import get_method
+    from sclle.evaluate.datasets import DatasetSpec
+    from sclle.evaluate.suite import NORMAL
+    from sclle.metrics import mse, pooled_psnr
+
+    card = run_suite(["input", "he"], data_root=data_root, out_dir=tmp_path / "sc", quick=True, progress=False,
+                     speed=False, protocols=["CamVid-normal"])  # fmt: skip
+    assert {c.protocol for c in card.columns} == {"CamVid-normal"}
+    assert [c.metric for c in card.columns] == ["psnr", "clipped"]
+    assert card.values["input"]["CamVid-normal psnr"] == float("inf")
+    spec = DatasetSpec("CamVid-normal", data_root / "camvid" / "test", "synthetic", NORMAL)
+    he = get_method("he")
+    errs = []
+    for item in spec.items(3):
+        x, ref = spec.load(item)
+        errs.append(float(mse(he(x), ref)))
+    assert card.values["he"]["CamVid-normal psnr"] == pytest.approx(
+        pooled_psnr(float(np.mean(errs))), abs=1e-6
+    )
+    with pytest.raises(Exception, match="unknown protocol"):
+        run_suite(["input"], data_root=data_root, out_dir=tmp_path / "sc2", quick=True, progress=False,
+                  speed=False, protocols=["CamVid-dusk"])  # fmt: skip

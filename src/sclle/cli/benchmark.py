@@ -34,6 +34,12 @@ def register(app: typer.Typer) -> None:
             help="Comma-separated methods of the contact sheet (default: input, the released SCL-LLE and "
             "Zero-DCE, sclle-default, and the methods given that are not built in).",
         ),
+        protocols: str = typer.Option(
+            None,
+            "--protocols",
+            help="Comma-separated protocols to score (default: all): DICM, LIME, SICE, CamVid-moderate, "
+            "CamVid-strong, CamVid-normal.",
+        ),
         device: str = typer.Option("cpu", "--device", help="auto, cpu, cuda, cuda:N or mps."),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
     ) -> None:
@@ -47,6 +53,7 @@ def register(app: typer.Typer) -> None:
         card = run_suite(
             names, data_root=data_root, out_dir=out, quick=quick, limit=limit, miou=miou, lpips=lpips, speed=not no_speed,
             sheet_methods=sheet_names, device=device, progress=not quiet, command=command,
+            protocols=[p.strip() for p in protocols.split(",") if p.strip()] if protocols else None,
         )  # fmt: skip
         typer.echo(markdown(card))
         for note in card.notes:

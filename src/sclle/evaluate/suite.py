@@ -145,13 +145,22 @@ def _protocols(
         for name, proto, metrics in (
             ("CamVid-moderate", MODERATE, (*fr, "cast")),
             ("CamVid-strong", STRONG, (*fr, "cast")),
-            ("CamVid-normal", NORMAL, ("psnr", "clipped")),
+            ("CamVid-normal", NORMAL, ("mse", "clipped")),  # shown as the pooled PSNR (POOLED)
         ):
             spec = DatasetSpec(name, camvid, "synthetic", proto)
             protos.append(Protocol(name, spec, metrics, n if n is not None else 100))
     else:
         notes.append(f"CamVid: no folder {camvid}; columns left empty")
     return protos
+
+
+#: Metrics scored per image but shown as another column: the well-exposed protocol's MSE is shown as the
+#: *pooled* PSNR (of the mean MSE over its images). A mean of per-image PSNRs is ``inf`` as soon as one photo
+#: comes back unchanged, and then hides how much the others were changed.
+POOLED = {"mse": "psnr"}
+
+#: The protocols, in scorecard order (``run_suite(protocols=...)`` picks some of them).
+PROTOCOLS = ("DICM", "LIME", "SICE", "CamVid-moderate", "CamVid-strong", "CamVid-normal")
 
 
 def _lower_is_better(metric: str) -> bool:
@@ -195,11 +204,14 @@ def run_suite(
     lpips: bool = False,
     speed: bool = True,
     sheet_methods: Sequence[str] | None = None,
+    protocols: Sequence[str] | None = None,
     device: str = "cpu",
     progress: bool = True,
     command: str | None = None,
 ) -> Scorecard:
     """Score ``methods`` on every protocol whose data is under ``data_root``; write the scorecard files.
+
+    ``protocols`` (names of :data:`PROTOCOLS`) scores only those, e.g. to rerun one column for every method.
 
     The contact sheet shows ``sheet_methods`` that were scored; by default the input, the released SCL-LLE
     and Zero-DCE, ``sclle-default`` and every method given that is not one of :data:`DEFAULT_METHODS`
@@ -207,6 +219,7 @@ def run_suite(
     """
     from sclle.enhancement.methods import get_method
     from sclle.evaluate.runner import evaluate
+    from sclle.metrics import pooled_psnr
 
     root = Path(data_root) if data_root is not None else default_data_root()
     out = Path(out_dir)
@@ -222,7 +235,13 @@ def run_suite(
 
     shown = {"input", *sheet_methods, *(method_label(m) for m in sheet_methods)}  # specs or their labels
     notes: list[str] = []
+    if protocols is not None:
+        unknown = sorted(set(protocols) - set(PROTOCOLS))
+        if unknown:
+            raise SclleError(f"unknown protocol(s) {', '.join(unknown)}; choose from {', '.join(PROTOCOLS)}")
     protos = _protocols(root, out, quick, limit, notes, lpips=lpips)
+    if protocols is not None:
+        protos = [p for p in protos if p.name in protocols]
     if not protos:
         raise SclleError(f"no evaluation data found under {root} (expected DICM, LIME, sice_part1, camvid)")
     columns: list[Column] = []
@@ -239,10 +258,12 @@ def run_suite(
         table = res.table(p.name)
         images[p.name] = len(p.dataset.items(p.limit))
         for metric in p.metrics:
-            col = Column(p.name, metric, _lower_is_better(metric))
+            as_metric = POOLED.get(metric, metric)
+            col = Column(p.name, as_metric, _lower_is_better(as_metric))
             columns.append(col)
             for m, label in zip(methods, res.methods, strict=True):
-                values[m][col.key] = table.get(label, {}).get(metric, math.nan)
+                v = table.get(label, {}).get(metric, math.nan)
+                values[m][col.key] = pooled_psnr(v) if as_metric != metric and not math.isnan(v) else v
         for failure in res.failures:
             notes.append(f"{p.name}: skipped {failure}")
         sheet_rows += [(f"{p.name} {k}", {c: t[c] for c in t if c in shown}) for k, t in

@@ -41,7 +41,7 @@ from sclle.metrics._pyiqa import PyiqaMetric
 from sclle.metrics.cast import Cast, cast
 from sclle.metrics.color import luminance
 from sclle.metrics.exposure import Clipped, clipped
-from sclle.metrics.full_reference import PSNR, SSIM, psnr, ssim
+from sclle.metrics.full_reference import MSE, PSNR, SSIM, mse, pooled_psnr, psnr, ssim
 from sclle.metrics.segmentation import (
     ConfusionMatrix,
     confusion_matrix,
@@ -92,6 +92,13 @@ for _info in (
         False,
         "PSNR in dB over 8-bit RGB (color='rgb'|'y'|'gray'); inf for identical images",
         PSNR,
+    ),
+    MetricInfo(
+        "mse",
+        "fr",
+        True,
+        "mean squared error in 8-bit levels over RGB (psnr's MSE); its dataset mean gives the pooled PSNR",
+        MSE,
     ),
     MetricInfo(
         "ssim",
@@ -172,6 +179,8 @@ __all__ = [
     "piqe",
     "entropy",
     "psnr",
+    "mse",
+    "pooled_psnr",
     "ssim",
     "lpips",
     "clipped",
@@ -182,6 +191,7 @@ __all__ = [
     "PIQE",
     "Entropy",
     "PSNR",
+    "MSE",
     "SSIM",
     "LPIPS",
     "ConfusionMatrix",

@@ -58,9 +58,34 @@ def psnr(
         a, b = to_uint8_levels(image, torch.float32), to_uint8_levels(reference, torch.float32)
     else:
         a, b = _planes(image, color, quantize), _planes(reference, color, quantize)
+    return 10.0 * torch.log10(255.0**2 / _mse_levels(a, b))  # mse == 0 -> inf
+
+
+def _mse_levels(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     d = (a - b).flatten(1)
-    mse = (d * d).sum(dim=1, dtype=torch.float64) / d.shape[1]
-    return 10.0 * torch.log10(255.0**2 / mse)  # mse == 0 -> inf
+    return (d * d).sum(dim=1, dtype=torch.float64) / d.shape[1]
+
+
+def mse(image: torch.Tensor, reference: torch.Tensor, quantize: bool = True) -> torch.Tensor:
+    """Mean squared error in 8-bit levels over RGB of each pair -> (B,) float64 (``psnr``'s MSE).
+
+    Averaged over a dataset, ``10 log10(255^2 / mean MSE)`` is the *pooled* PSNR, which stays finite when
+    some outputs equal their references: the mean of per-image PSNRs is ``inf`` as soon as one does, and
+    then hides how much the other images were changed (the scorecard's well-exposed column).
+    """
+    check_pair(image, reference)
+    if quantize:
+        a, b = to_uint8_levels(image, torch.float32), to_uint8_levels(reference, torch.float32)
+    else:
+        a, b = image * 255.0, reference * 255.0
+    return _mse_levels(a, b)
+
+
+def pooled_psnr(mse_mean: float) -> float:
+    """PSNR in dB of a mean squared error in 8-bit levels (``inf`` for 0)."""
+    import math
+
+    return math.inf if mse_mean <= 0 else 10.0 * math.log10(255.0**2 / mse_mean)
 
 
 def _downsample(x: torch.Tensor) -> torch.Tensor:
@@ -129,6 +154,19 @@ class PSNR(nn.Module):
         return psnr(image, reference, color=self.color, quantize=self.quantize)
 
 
+class MSE(nn.Module):
+    """Module twin of :func:`mse`: ``MSE()(image, reference) -> (B,)`` in 8-bit levels squared."""
+
+    lower_is_better = True
+
+    def __init__(self, quantize: bool = True) -> None:
+        super().__init__()
+        self.quantize = quantize
+
+    def forward(self, image: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+        return mse(image, reference, quantize=self.quantize)
+
+
 class SSIM(nn.Module):
     """Module twin of :func:`ssim`: ``SSIM(color="gray")(image, reference) -> (B,)``."""
 
@@ -144,4 +182,4 @@ class SSIM(nn.Module):
         return ssim(image, reference, color=self.color, quantize=self.quantize, downsample=self.downsample)
 
 
-__all__ = ["psnr", "ssim", "PSNR", "SSIM"]
+__all__ = ["psnr", "mse", "pooled_psnr", "ssim", "PSNR", "MSE", "SSIM"]

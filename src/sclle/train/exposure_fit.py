@@ -3,7 +3,9 @@
 ``scripts/fit_exposure.py`` runs the network once per training pair and scores its output at every strength
 of :func:`strengths_to` (PSNR/SSIM against the reference); :func:`fit` then grid-searches ``(a, b, c)`` of
 ``s = clamp(a + b * log_mean + c * log_highlights, 0, hi)`` for the best weighted mean of PSNR + 20 SSIM
-over the kinds of pairs. The sweep is kept (a JSON of rows), so a different grid or cap is a refit in
+over the kinds of pairs, optionally minus ``niqe_weight`` times the outputs' NIQE (a no-reference naturalness
+term: PSNR against a fused or original reference says nothing about how natural a lifted shadow looks,
+docs/results.md). The sweep is kept (a JSON of rows), so a different grid or cap is a refit in
 seconds, not a new sweep.
 """
 
@@ -43,8 +45,12 @@ def fit(
     a_min: float = -2.0,
     b_min: float = -1.6,
     c_min: float = -2.0,
+    niqe_weight: float = 0.0,
 ) -> dict:
-    """Best ``(a, b, c)`` for rows ``{kind, logmean, loghigh, psnr[], ssim[]}`` scored at ``strengths``.
+    """Best ``(a, b, c)`` for rows ``{kind, logmean, loghigh, psnr[], ssim[], niqe[]?}`` scored at ``strengths``.
+
+    The objective per kind is ``PSNR + 20 SSIM - niqe_weight * NIQE`` (NIQE only with ``niqe_weight`` > 0,
+    which needs rows from a sweep that recorded it).
 
     ``hi`` caps the strength (the scaled maps are clipped to [-1, 1], so above ~1.5 only the darkest frames
     gain); ``a_min`` / ``b_min`` / ``c_min`` are the grid's lower ends (``a`` goes up to 1, ``b`` and ``c``
@@ -62,25 +68,47 @@ def fit(
     Q = np.array([r["ssim"] for r in rows])
     if P.shape != (len(rows), len(S)) or Q.shape != P.shape:
         raise ValueError(f"rows hold {P.shape[-1]} scores each, the sweep has {len(S)} strengths")
+    if niqe_weight < 0:
+        raise ValueError(f"niqe_weight must be >= 0, got {niqe_weight}")
+    has_niqe = all("niqe" in r for r in rows)
+    if niqe_weight > 0 and not has_niqe:
+        raise ValueError(
+            "niqe_weight > 0 needs a sweep with NIQE scores (rerun scripts/fit_exposure.py without --rows)"
+        )
+    N = np.array([r["niqe"] for r in rows]) if has_niqe else np.zeros_like(P)
+    if N.shape != P.shape:
+        raise ValueError(f"rows hold {N.shape[-1]} NIQE scores each, the sweep has {len(S)} strengths")
     weights = {"sice": 1.0, "camvid_dark": 1.0, "camvid_normal": normal_weight}
     present = [k for k in KINDS if (kind == k).any()]
 
-    def at(s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """PSNR and SSIM of each row at strength ``s`` (linear between the swept strengths)."""
+    def at(s: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """PSNR, SSIM and NIQE of each row at strength ``s`` (linear between the swept strengths)."""
         s = np.clip(s, S[0], S[-1])
         j = np.clip(np.searchsorted(S, s) - 1, 0, len(S) - 2)
         w = (s - S[j]) / (S[j + 1] - S[j])
         r = np.arange(len(s))
-        return P[r, j] * (1 - w) + P[r, j + 1] * w, Q[r, j] * (1 - w) + Q[r, j + 1] * w
+        return tuple(M[r, j] * (1 - w) + M[r, j + 1] * w for M in (P, Q, N))  # type: ignore[return-value]
 
     def table(s: np.ndarray) -> dict:
-        p, q = at(s)
-        return {k: {"psnr": round(float(p[kind == k].mean()), 3), "ssim": round(float(q[kind == k].mean()), 4),
-                    "n": int((kind == k).sum())} for k in present}  # fmt: skip
+        p, q, n = at(s)
+        out = {}
+        for k in present:
+            m = kind == k
+            out[k] = {
+                "psnr": round(float(p[m].mean()), 3),
+                "ssim": round(float(q[m].mean()), 4),
+                "n": int(m.sum()),
+            }
+            if has_niqe:
+                out[k]["niqe"] = round(float(n[m].mean()), 3)
+        return out
 
     def objective(s: np.ndarray) -> float:
-        p, q = at(s)
-        return sum(weights[k] * (p[kind == k].mean() + 20 * q[kind == k].mean()) for k in present)
+        p, q, n = at(s)
+        return sum(
+            weights[k] * (p[kind == k].mean() + 20 * q[kind == k].mean() - niqe_weight * n[kind == k].mean())
+            for k in present
+        )
 
     grids = {"a": _grid(a_min, 1.0), "b": _grid(b_min, 0.0), "c": _grid(c_min, 0.0)}
     best = max(
@@ -96,6 +124,7 @@ def fit(
             k for k, g in grids.items() if len(g) > 1 and chosen[k] in (g[0], g[-1]) and chosen[k] != 0.0
         ],
         "normal_weight": normal_weight,
+        "niqe_weight": niqe_weight,
         "at_strength_1": table(np.ones(len(rows))),
         "with_fit": table(np.clip(a + b * lm + c * lh, 0.0, hi)),
     }
