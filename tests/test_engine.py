@@ -108,6 +108,10 @@ def test_upsample_apply_any_layout_band_and_repeats_equals_plain_form(align_corn
         out = upsample_apply_curves(xin, small, rows=rows, align_corners=align_corners, repeats=2)
         assert out.is_contiguous() and (out - plain).abs().max() <= 1e-5
         assert torch.equal(xin, x)  # the input is left alone
+    # only some output rows enhanced, no output given: the other rows are x's, untouched
+    part = upsample_apply_curves(x, small, align_corners=align_corners, repeats=2, out_rows=(5, 20))
+    assert torch.equal(part[:, :, :5], x[:, :, :5]) and torch.equal(part[:, :, 20:], x[:, :, 20:])
+    assert (part[:, :, 5:20] - plain[:, :, 5:20]).abs().max() <= 1e-5
 
 
 @pytest.mark.parametrize("align_corners", [False, True])
