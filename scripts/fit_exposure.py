@@ -125,6 +125,8 @@ def main() -> None:
     ap.add_argument("--rows", type=Path, help="refit the sweep of an earlier --out file (no network run)")
     ap.add_argument("--out", type=Path, default=Path("reports/exposure_fit.json"))
     args = ap.parse_args()
+    if args.niqe_weight > 0 and args.no_niqe and args.rows is None:
+        ap.error("--niqe-weight needs the NIQE scores that --no-niqe leaves out")
     if args.rows is not None:
         earlier = json.loads(args.rows.read_text())
         rows, strengths = earlier["rows"], np.asarray(earlier.get("strengths", strengths_to(2.5)))

@@ -156,3 +156,12 @@ def test_fast_mode_on_a_large_image_is_banded_and_equals_untiled():
     whole = Engine(net, EngineConfig(fast_scale=0.5, tile=0))(x)
     banded = Engine(net, EngineConfig(fast_scale=0.5, tile=64))(x)  # small copy 198x145: 4 bands
     assert (whole - banded).abs().max() <= 1e-5
+
+
+def test_upsample_apply_with_no_curve_steps_is_the_clamped_input():
+    from sclle.enhancement.engine import upsample_apply_curves
+
+    x = torch.rand(1, 3, 20, 24) * 1.2
+    small = torch.rand(1, 3, 5, 6) - 0.5
+    assert torch.equal(upsample_apply_curves(x, small, repeats=0), x.clamp(0, 1))
+    assert torch.equal(upsample_apply_curves(x, small[:, :0]), x.clamp(0, 1))

@@ -86,3 +86,13 @@ def test_a_niqe_weight_needs_niqe_rows():
         fit(_rows(s), s, hi=2.5, niqe_weight=1.0)
     with pytest.raises(ValueError, match="niqe_weight"):
         fit(_rows(s), s, hi=2.5, niqe_weight=-1.0)
+
+
+def test_unused_or_bad_niqe_never_steers_the_fit():
+    s = strengths_to(2.5)
+    rows = _rows(s)
+    for r in rows:
+        r["niqe"] = [float("nan")] * len(s)  # e.g. NIQE undefined on a tiny or flat output
+    assert fit(rows, s, hi=2.5)["exposure"]["a"] == A0  # weight 0: the NaNs are ignored
+    with pytest.raises(ValueError, match="not finite"):
+        fit(rows, s, hi=2.5, niqe_weight=1.0)

@@ -265,6 +265,9 @@ def test_well_exposed_column_is_the_pooled_psnr_and_protocols_filter(data_root, 
     assert card.values["he"]["CamVid-normal psnr"] == pytest.approx(
         pooled_psnr(float(np.mean(errs))), abs=1e-6
     )
+    with pytest.raises(Exception, match="no data for protocol"):  # a known protocol without its folder
+        run_suite(["input"], data_root=data_root / "camvid", out_dir=tmp_path / "sc3", quick=True,
+                  progress=False, speed=False, protocols="DICM")  # fmt: skip
     with pytest.raises(Exception, match="unknown protocol"):
         run_suite(["input"], data_root=data_root, out_dir=tmp_path / "sc2", quick=True, progress=False,
                   speed=False, protocols=["CamVid-dusk"])  # fmt: skip

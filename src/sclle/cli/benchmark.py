@@ -38,7 +38,8 @@ def register(app: typer.Typer) -> None:
             None,
             "--protocols",
             help="Comma-separated protocols to score (default: all): DICM, LIME, SICE, CamVid-moderate, "
-            "CamVid-strong, CamVid-normal.",
+            "CamVid-strong, CamVid-normal. The scorecard then has only those columns (use another -o to keep "
+            "a full one).",
         ),
         device: str = typer.Option("cpu", "--device", help="auto, cpu, cuda, cuda:N or mps."),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),

@@ -171,12 +171,12 @@ def upsample_apply_curves(
     small = small_curves.float()
     i0, i1, w = _lerp_index(h_in, h_out, align_corners, x.device)
     src = out
-    if out is None and (ra, rb) != (0, h_out):  # rows outside out_rows must keep x's values
+    n_maps = small.shape[1]
+    if out is None and ((ra, rb) != (0, h_out) or n_maps == 0 or repeats == 0):  # rows no step writes keep x
         out = src = x.contiguous().clone()
     elif out is None:  # the first curve step reads x and writes out: no full-size copy of x first
         out = torch.empty(x.shape, dtype=x.dtype, device=x.device)
         src = x
-    n_maps = small.shape[1]
     on_cpu = x.device.type == "cpu"
     if on_cpu:
         y0, y1, wy = i0.tolist(), i1.tolist(), w.tolist()  # float32 values, exact as Python floats

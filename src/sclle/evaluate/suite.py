@@ -236,11 +236,18 @@ def run_suite(
     shown = {"input", *sheet_methods, *(method_label(m) for m in sheet_methods)}  # specs or their labels
     notes: list[str] = []
     if protocols is not None:
+        protocols = [protocols] if isinstance(protocols, str) else list(protocols)
         unknown = sorted(set(protocols) - set(PROTOCOLS))
-        if unknown:
-            raise SclleError(f"unknown protocol(s) {', '.join(unknown)}; choose from {', '.join(PROTOCOLS)}")
+        if unknown or not protocols:
+            raise SclleError(
+                f"unknown protocol(s) {', '.join(unknown) or '(none given)'}; choose from {', '.join(PROTOCOLS)}"
+            )
     protos = _protocols(root, out, quick, limit, notes, lpips=lpips)
     if protocols is not None:
+        found = {p.name for p in protos}
+        missing = [p for p in protocols if p not in found]
+        if missing:
+            raise SclleError(f"no data for protocol(s) {', '.join(missing)} under {root}")
         protos = [p for p in protos if p.name in protocols]
     if not protos:
         raise SclleError(f"no evaluation data found under {root} (expected DICM, LIME, sice_part1, camvid)")

@@ -77,7 +77,7 @@ def mse(image: torch.Tensor, reference: torch.Tensor, quantize: bool = True) -> 
     if quantize:
         a, b = to_uint8_levels(image, torch.float32), to_uint8_levels(reference, torch.float32)
     else:
-        a, b = image * 255.0, reference * 255.0
+        a, b = image.double() * 255.0, reference.double() * 255.0
     return _mse_levels(a, b)
 
 

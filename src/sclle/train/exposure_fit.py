@@ -75,22 +75,25 @@ def fit(
         raise ValueError(
             "niqe_weight > 0 needs a sweep with NIQE scores (rerun scripts/fit_exposure.py without --rows)"
         )
-    N = np.array([r["niqe"] for r in rows]) if has_niqe else np.zeros_like(P)
+    N = np.array([r["niqe"] for r in rows], dtype=float) if has_niqe else np.zeros_like(P)
     if N.shape != P.shape:
         raise ValueError(f"rows hold {N.shape[-1]} NIQE scores each, the sweep has {len(S)} strengths")
+    if niqe_weight > 0 and not np.isfinite(N).all():
+        raise ValueError(f"{int((~np.isfinite(N)).sum())} NIQE scores of the sweep are not finite")
+    NW = N if niqe_weight > 0 else None  # unused NIQE (NaN or not) never enters the objective
     weights = {"sice": 1.0, "camvid_dark": 1.0, "camvid_normal": normal_weight}
     present = [k for k in KINDS if (kind == k).any()]
 
-    def at(s: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """PSNR, SSIM and NIQE of each row at strength ``s`` (linear between the swept strengths)."""
+    def at(s: np.ndarray, *mats: np.ndarray) -> tuple[np.ndarray, ...]:
+        """Each matrix's score of each row at strength ``s`` (linear between the swept strengths)."""
         s = np.clip(s, S[0], S[-1])
         j = np.clip(np.searchsorted(S, s) - 1, 0, len(S) - 2)
         w = (s - S[j]) / (S[j + 1] - S[j])
         r = np.arange(len(s))
-        return tuple(M[r, j] * (1 - w) + M[r, j + 1] * w for M in (P, Q, N))  # type: ignore[return-value]
+        return tuple(M[r, j] * (1 - w) + M[r, j + 1] * w for M in mats)
 
     def table(s: np.ndarray) -> dict:
-        p, q, n = at(s)
+        p, q, n = at(s, P, Q, N)
         out = {}
         for k in present:
             m = kind == k
@@ -100,11 +103,12 @@ def fit(
                 "n": int(m.sum()),
             }
             if has_niqe:
-                out[k]["niqe"] = round(float(n[m].mean()), 3)
+                ok = n[m][np.isfinite(n[m])]
+                out[k]["niqe"] = round(float(ok.mean()), 3) if ok.size else None
         return out
 
     def objective(s: np.ndarray) -> float:
-        p, q, n = at(s)
+        p, q, n = at(s, P, Q, NW) if niqe_weight > 0 else (*at(s, P, Q), np.zeros(len(s)))
         return sum(
             weights[k] * (p[kind == k].mean() + 20 * q[kind == k].mean() - niqe_weight * n[kind == k].mean())
             for k in present
