@@ -177,6 +177,9 @@ def upsample_apply_curves(
     elif out is None:  # the first curve step reads x and writes out: no full-size copy of x first
         out = torch.empty(x.shape, dtype=x.dtype, device=x.device)
         src = x
+    if n_maps == 0 or repeats == 0:  # no curve step: the (clamped) input
+        out[:, :, ra:rb].clamp_(0.0, 1.0)
+        return out
     on_cpu = x.device.type == "cpu"
     if on_cpu:
         y0, y1, wy = i0.tolist(), i1.tolist(), w.tolist()  # float32 values, exact as Python floats
