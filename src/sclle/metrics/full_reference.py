@@ -18,6 +18,7 @@ Which colour handling reproduces the official numbers (checked on the 5 TID2013 
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 import torch
@@ -83,8 +84,6 @@ def mse(image: torch.Tensor, reference: torch.Tensor, quantize: bool = True) -> 
 
 def pooled_psnr(mse_mean: float) -> float:
     """PSNR in dB of a mean squared error in 8-bit levels (``inf`` for 0)."""
-    import math
-
     return math.inf if mse_mean <= 0 else 10.0 * math.log10(255.0**2 / mse_mean)
 
 
