@@ -14,6 +14,8 @@ Training pairs (never the scorecard's images):
     python scripts/fit_exposure.py --model sclle-default --data-root ../shared/data --out reports/exposure_fit.json
     python scripts/fit_exposure.py --rows reports/exposure_fit.json --hi 2.5 --a-min -6 --b-min -3 --c-min -5 \
         --out reports/exposure_fit_hi2.5.json
+    python scripts/fit_exposure.py --rows reports/exposure_fit.json --hi 1.5 --a-min -6 --b-min -3 --c-min -5 \
+        --d-max 3 --out reports/exposure_fit_spread.json   # + the log-luminance spread (older sweeps: filled in)
 
 Prints the fitted numbers (paste them into the model's ``arch_kwargs``) and the per-kind scores at
 strength 1 and with the fit.
@@ -35,7 +37,7 @@ from sclle.data.pool_builder import training_scenes
 from sclle.imageio import read_image, to_tensor
 from sclle.metrics import create
 from sclle.models.base import apply_le_curves, scale_curves
-from sclle.models.exposure import log_highlight_luminance, log_mean_luminance
+from sclle.models.exposure import luminance_stats
 from sclle.models.registry import load_weights
 from sclle.train.exposure_fit import fit, strengths_to
 
@@ -53,6 +55,23 @@ def _tensor(a: np.ndarray) -> torch.Tensor:
 NIQE_MAX_SIDE = 640
 
 
+def stats(x: torch.Tensor) -> dict[str, float]:
+    """The input statistics the exposure rule reads (:func:`sclle.models.exposure.luminance_stats`)."""
+    mean, high, spread = (float(v) for v in luminance_stats(x))
+    return {"logmean": mean, "loghigh": high, "logstd": spread}
+
+
+def add_spread(rows: list[dict], pairs) -> None:
+    """Fill ``logstd`` into the rows of a sweep recorded before it existed, from the same pairs (no network)."""
+    for row, (_, name, x, _) in zip(rows, pairs, strict=True):
+        if row["name"] != name:
+            raise SystemExit(
+                f"the saved sweep's pair {row['name']} is not {name}: pass the --scenes/--camvid-dark/"
+                "--camvid-normal/--seed it was made with"
+            )
+        row.update(stats(x))
+
+
 def sweep(net, pairs, strengths: np.ndarray, progress: bool = True, with_niqe: bool = True) -> list[dict]:
     """Per pair: its log-mean luminance and PSNR/SSIM (and NIQE) at every strength in ``strengths``."""
     from tqdm.auto import tqdm
@@ -67,8 +86,7 @@ def sweep(net, pairs, strengths: np.ndarray, progress: bool = True, with_niqe: b
                 (float(psnr(y, rs)), float(ssim(y, rs)))
                 for y in (apply_le_curves(xs, scale_curves(curves, float(s))) for s in strengths)
             ]
-            row = {"kind": kind, "name": name, "logmean": float(log_mean_luminance(x)),
-                   "loghigh": float(log_highlight_luminance(x)),
+            row = {"kind": kind, "name": name, **stats(x),
                    "psnr": [p for p, _ in scores], "ssim": [q for _, q in scores]}  # fmt: skip
             if with_niqe:
                 xn, cn = (x, full) if max(x.shape[-2:]) <= NIQE_MAX_SIDE else (xs, curves)
@@ -105,6 +123,12 @@ def main() -> None:
     ap.add_argument("--camvid-normal", type=int, default=40)
     ap.add_argument("--normal-weight", type=float, default=0.25, help="weight of the not-darkened kind")
     ap.add_argument(
+        "--sice-weight",
+        type=float,
+        default=1.0,
+        help="weight of the real pairs (SICE frames against their fusion); darkened CamVid weighs 1",
+    )
+    ap.add_argument(
         "--niqe-weight",
         type=float,
         default=0.0,
@@ -121,6 +145,12 @@ def main() -> None:
     ap.add_argument("--a-min", type=float, default=-2.0, help="lower end of the grid of a")
     ap.add_argument("--b-min", type=float, default=-1.6, help="lower end of the grid of b")
     ap.add_argument("--c-min", type=float, default=-2.0, help="lower end of the grid of c")
+    ap.add_argument(
+        "--d-max",
+        type=float,
+        default=0.0,
+        help="also fit the weight d in [0, this] of the log-luminance spread (0: the rule without it)",
+    )
     ap.add_argument("--max-strength", type=float, default=2.5, help="sweep strengths 0 .. this")
     ap.add_argument("--rows", type=Path, help="refit the sweep of an earlier --out file (no network run)")
     ap.add_argument("--out", type=Path, default=Path("reports/exposure_fit.json"))
@@ -131,6 +161,11 @@ def main() -> None:
         earlier = json.loads(args.rows.read_text())
         rows, strengths = earlier["rows"], np.asarray(earlier.get("strengths", strengths_to(2.5)))
         args.model = earlier.get("model", args.model)
+        if args.d_max > 0 and not all("logstd" in r for r in rows):
+            add_spread(
+                rows,
+                training_pairs(args.data_root, args.scenes, args.camvid_dark, args.camvid_normal, args.seed),
+            )
     else:
         net, _ = load_weights(args.model)
         net.exposure = None  # fit on the plain network's curves
@@ -141,10 +176,12 @@ def main() -> None:
         rows,
         strengths,
         normal_weight=args.normal_weight,
+        sice_weight=args.sice_weight,
         hi=args.hi,
         a_min=args.a_min,
         b_min=args.b_min,
         c_min=args.c_min,
+        d_max=args.d_max,
         niqe_weight=args.niqe_weight,
     )
     result = {"model": args.model, **fitted, "pairs": len(rows)}

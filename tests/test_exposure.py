@@ -53,7 +53,9 @@ def test_gradcheck_and_module_twin():
     assert torch.equal(ExposureControl(**EXPOSURE)(x.detach()), adaptive_strength(x.detach(), **EXPOSURE))
 
 
-@pytest.mark.parametrize("bad", [{"b": 0.5}, {"lo": -0.1}, {"hi": 4.5}, {"lo": 1.0, "hi": 0.5}])
+@pytest.mark.parametrize(
+    "bad", [{"b": 0.5}, {"c": 0.1}, {"d": -0.1}, {"lo": -0.1}, {"hi": 4.5}, {"lo": 1.0, "hi": 0.5}]
+)
 def test_refuses_settings_that_invert_or_exceed(bad):
     with pytest.raises(ValueError, match="exposure control"):
         ExposureControl(**{**EXPOSURE, **bad})
@@ -132,11 +134,14 @@ def test_bundled_default_carries_its_exposure_and_its_file_is_recognised(tmp_pat
 
 
 @pytest.mark.slow
-def test_onnx_export_keeps_the_exposure_and_dynamic_height(tmp_path):
+@pytest.mark.parametrize(
+    "exposure", [EXPOSURE, {"a": -0.6, "b": -0.3, "c": -0.9, "d": 0.8, "lo": 0.0, "hi": 1.5}]
+)
+def test_onnx_export_keeps_the_exposure_and_dynamic_height(exposure, tmp_path):
     ort = pytest.importorskip("onnxruntime")
     from sclle.models.export import export_model
 
-    net = _net()
+    net = _net(exposure)
     path = export_model(net, tmp_path / "m.onnx")
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     for h, level in ((40, 0.05), (600, 0.3), (48, 0.8)):  # 600 rows: more than one band in PyTorch
@@ -148,3 +153,47 @@ def test_onnx_export_keeps_the_exposure_and_dynamic_height(tmp_path):
     bright = torch.full((1, 3, 32, 32), 0.8)
     (got,) = sess.run(None, {sess.get_inputs()[0].name: bright.numpy()})
     assert float((torch.from_numpy(got) - bright).abs().max()) < 1e-6  # s = 0 survives export
+
+
+def test_spread_exact_values_and_what_darkening_does_to_it():
+    from sclle.models.exposure import log_luminance_spread, luminance_stats
+
+    flat = torch.full((1, 3, 6, 6), 0.3)
+    assert 0.0 <= log_luminance_spread(flat).item() < 1e-3  # no spread (up to rounding), never a NaN
+    two = torch.full((1, 3, 4, 4), 0.8)
+    two[..., :2, :] = 0.2  # half the pixels at each of two greys: std = |log 0.8 - log 0.2| / 2
+    assert log_luminance_spread(two).item() == pytest.approx(math.log(4.0) / 2, abs=1e-5)
+    torch.manual_seed(0)
+    grey = (torch.rand(1, 1, 64, 64) * 0.8 + 0.15).expand(1, 3, 64, 64)  # no pixel near the log floor
+    s0 = log_luminance_spread(grey).item()
+    assert log_luminance_spread(0.5 * grey).item() == pytest.approx(s0, rel=1e-4)  # a gain leaves it
+    assert log_luminance_spread(grey**2.5).item() == pytest.approx(2.5 * s0, rel=1e-4)  # a gamma scales it
+    mean, high, spread = luminance_stats(grey)  # one pass gives the same as the single statistics
+    assert mean.item() == pytest.approx(log_mean_luminance(grey).item(), abs=1e-6)
+    assert spread.item() == pytest.approx(s0, abs=1e-7)
+    m2, h2, none = luminance_stats(grey, spread=False)  # the rule without d skips the spread's pass
+    assert torch.equal(m2, mean) and torch.equal(h2, high) and none.item() == 0.0
+
+
+def test_spread_term_lifts_the_harder_darkened_of_two_images_with_one_mean():
+    torch.manual_seed(0)
+    scene = (torch.rand(1, 1, 32, 32) * 0.7 + 0.25).expand(1, 3, 32, 32)
+    dim = 0.6 * scene  # a dim scene, darkened by a gain
+    g = 2.5  # a bright scene darkened by a gamma, then matched to the same log-mean
+    hard = scene**g
+    hard = hard * (log_mean_luminance(dim) - log_mean_luminance(hard)).exp().view(1, 1, 1, 1)
+    assert log_mean_luminance(hard).item() == pytest.approx(log_mean_luminance(dim).item(), abs=1e-5)
+    kw = {"a": -0.5, "b": -0.5, "c": 0.0, "d": 1.5, "lo": 0.0, "hi": 4.0}
+    assert adaptive_strength(hard, **kw).item() > adaptive_strength(dim, **kw).item() + 0.2
+    no_d = {**kw, "d": 0.0}
+    assert adaptive_strength(hard, **no_d).item() == pytest.approx(
+        adaptive_strength(dim, **no_d).item(), abs=1e-5
+    )
+    control = ExposureControl(**kw)
+    assert control.config() == kw and torch.equal(control(hard), adaptive_strength(hard, **kw))
+    assert "d" not in ExposureControl(**no_d).config()  # entries written before the spread term stay equal
+
+
+def test_gradcheck_with_every_term():
+    x = (torch.rand(1, 3, 300, 4, dtype=torch.float64) * 0.4 + 0.05).requires_grad_()  # > one band of rows
+    assert torch.autograd.gradcheck(lambda t: adaptive_strength(t, 0.2, -0.3, 0.0, 4.0, c=-0.9, d=0.8), (x,))

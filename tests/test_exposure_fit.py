@@ -96,3 +96,45 @@ def test_unused_or_bad_niqe_never_steers_the_fit():
     assert fit(rows, s, hi=2.5)["exposure"]["a"] == A0  # weight 0: the NaNs are ignored
     with pytest.raises(ValueError, match="not finite"):
         fit(rows, s, hi=2.5, niqe_weight=1.0)
+
+
+def test_fit_recovers_a_spread_weight_and_needs_the_spread():
+    s = strengths_to(2.5)
+    rows = _rows(s)
+    rng = np.random.default_rng(1)
+    for r in rows:  # best strength now also grows with the log-luminance spread
+        r["logstd"] = float(rng.uniform(0.2, 1.2))
+        best = A0 + B0 * r["logmean"] + 0.5 * r["logstd"]
+        d = s - best
+        r["psnr"], r["ssim"] = (30.0 - 10.0 * d**2).tolist(), (0.9 - 0.1 * d**2).tolist()
+    out = fit(rows, s, hi=2.5, d_max=1.0)
+    assert out["exposure"] == {"a": A0, "b": B0, "c": 0.0, "d": 0.5, "lo": 0.0, "hi": 2.5}
+    assert out["with_fit"]["sice"]["psnr"] == pytest.approx(30.0, abs=0.05)  # linear between swept strengths
+    without = fit(rows, s, hi=2.5)  # d_max 0: the old rule, which cannot fit these rows as well
+    assert (
+        "d" not in without["exposure"]
+        and without["with_fit"]["sice"]["psnr"] < out["with_fit"]["sice"]["psnr"] - 0.1
+    )
+    ExposureControl(**out["exposure"])
+    for r in rows:
+        del r["logstd"]
+    with pytest.raises(ValueError, match="spread"):
+        fit(rows, s, hi=2.5, d_max=1.0)
+    with pytest.raises(ValueError, match="d_max"):
+        fit(rows, s, hi=2.5, d_max=-1.0)
+
+
+def test_the_real_pairs_weight_pulls_the_fit_toward_them():
+    s = strengths_to(2.5)
+    rows = _rows(s)
+    for r in rows:  # the real pairs want 0.5 more strength than the synthetic ones
+        if r["kind"] == "sice":
+            d = s - (A0 + B0 * r["logmean"] + 0.5)
+            r["psnr"], r["ssim"] = (30.0 - 10.0 * d**2).tolist(), (0.9 - 0.1 * d**2).tolist()
+    even = fit(rows, s, hi=2.5)
+    heavy = fit(rows, s, hi=2.5, sice_weight=5.0)
+    assert heavy["sice_weight"] == 5.0 and even["sice_weight"] == 1.0
+    assert heavy["with_fit"]["sice"]["psnr"] > even["with_fit"]["sice"]["psnr"]
+    assert heavy["with_fit"]["camvid_dark"]["psnr"] < even["with_fit"]["camvid_dark"]["psnr"]
+    with pytest.raises(ValueError, match="kind weights"):
+        fit(rows, s, hi=2.5, sice_weight=-1.0)

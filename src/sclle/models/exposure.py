@@ -5,10 +5,14 @@ very dark photos and over-lifts well-exposed ones (docs/results.md). The curves'
 *strength* does not follow how dark the input is. :class:`ExposureControl` scales the curve maps of a
 whole image by::
 
-    s = clamp(a + b * log_mean_luminance(x) + c * log_highlight_luminance(x), lo, hi)
+    s = clamp(a + b * log_mean_luminance(x) + c * log_highlight_luminance(x)
+              + d * log_luminance_spread(x), lo, hi)
 
 0 leaves a bright photo alone, values above 1 lift a very dark one further; the highlight term tells a
-dusk scene with a lit sky from an evenly under-exposed one. The numbers are fitted on training data only
+dusk scene with a lit sky from an evenly under-exposed one. The spread term (the standard deviation of
+log luminance) tells *how* an image was darkened: ``e * x**g`` multiplies the spread by ``g``, so a
+bright scene darkened hard is wider in log luminance than a dim scene darkened a little to the same
+mean, and needs more lift (docs/results.md, session 9). The numbers are fitted on training data only
 (``scripts/fit_exposure.py``) and live in the weights entry (``arch_kwargs``), so the weights file stays a
 plain DCE-Net ``state_dict``.
 
@@ -17,6 +21,8 @@ exported enhancement use the same strength. The user's ``strength`` multiplies i
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 from torch import nn
@@ -46,23 +52,43 @@ def _luma(band: torch.Tensor) -> torch.Tensor:
     return (r * LUMA[0]).add_(g, alpha=LUMA[1]).add_(b, alpha=LUMA[2])
 
 
-def luminance_stats(x: torch.Tensor, p: int = 4) -> tuple[torch.Tensor, torch.Tensor]:
-    """Both statistics of :func:`adaptive_strength` in one pass over ``x``: (log-mean, log-highlight), (B,) each.
+#: Centre of the log-luminance range [log(1/255), 0]: the second moment is summed about it, so that the
+#: variance ``E[(l - k)^2] - (E[l] - k)^2`` does not lose digits to cancellation in float32.
+_LOG_CENTRE = math.log(LOG_FLOOR) / 2
 
-    One luma per band serves both sums, and ``luma**4`` is two squarings (``pow`` is slower); this pass was
+
+def luminance_stats(
+    x: torch.Tensor, p: int = 4, spread: bool = True
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """All statistics of :func:`adaptive_strength` in one pass over ``x``: (log-mean, log-highlight,
+    log-spread), (B,) each; the spread is zeros unless ``spread`` (it costs one more pass over each band).
+
+    One luma per band serves every sum, and ``luma**4`` is two squarings (``pow`` is slower); this pass was
     a sixth of fast mode's time per image before (BENCHMARKS.md).
     """
     if p != 4:
         raise ValueError(f"only the power mean p=4 is implemented, got {p}")
     log_total = x.new_zeros(x.shape[0])
+    sq_total = x.new_zeros(x.shape[0])
     p_total = x.new_zeros(x.shape[0])
+    grad = torch.is_grad_enabled() and x.requires_grad  # in-place steps only where autograd needs nothing
     for band in _bands(x):
         luma = _luma(band)
-        log_total = log_total + luma.clamp_min(LOG_FLOOR).log_().sum(dim=(1, 2))
-        sq = luma.clamp_min_(0.0).square_()
-        p_total = p_total + sq.square_().sum(dim=(1, 2))
+        log = luma.clamp_min(LOG_FLOOR)
+        log = log.log() if grad else log.log_()
+        log_total = log_total + log.sum(dim=(1, 2))
+        if spread:  # the log is a temporary of ours once summed: centred and squared in place
+            centred = (log - _LOG_CENTRE).square() if grad else log.sub_(_LOG_CENTRE).square_()
+            sq_total = sq_total + centred.sum(dim=(1, 2))
+        luma4 = luma.clamp_min(0.0).square().square() if grad else luma.clamp_min_(0.0).square_().square_()
+        p_total = p_total + luma4.sum(dim=(1, 2))
     n = x.shape[-2] * x.shape[-1]
-    return log_total / n, (p_total / n).clamp_min(LOG_FLOOR**p).log() / p
+    log_mean = log_total / n
+    log_high = (p_total / n).clamp_min(LOG_FLOOR**p).log() / p
+    if not spread:
+        return log_mean, log_high, torch.zeros_like(log_mean)
+    var = (sq_total / n - (log_mean - _LOG_CENTRE).square()).clamp_min(0.0)
+    return log_mean, log_high, var.sqrt()
 
 
 def log_mean_luminance(x: torch.Tensor) -> torch.Tensor:
@@ -85,32 +111,53 @@ def log_highlight_luminance(x: torch.Tensor, p: float = 4.0) -> torch.Tensor:
     return mean.clamp_min(LOG_FLOOR**p).log() / p
 
 
+def log_luminance_spread(x: torch.Tensor) -> torch.Tensor:
+    """Standard deviation over pixels of ``log(max(luma, 1/255))`` of each image (B,).
+
+    Darkening ``e * x**g`` multiplies it by ``g`` and leaves it alone under a plain gain ``e``.
+    """
+    return luminance_stats(x)[2]
+
+
 def adaptive_strength(
-    x: torch.Tensor, a: float, b: float, lo: float = 0.0, hi: float = 1.5, c: float = 0.0
+    x: torch.Tensor, a: float, b: float, lo: float = 0.0, hi: float = 1.5, c: float = 0.0, d: float = 0.0
 ) -> torch.Tensor:
-    """``clamp(a + b * log_mean + c * log_highlights, lo, hi)`` -> (B,): the curve strength of each image."""
-    if c == 0.0:
+    """``clamp(a + b * log_mean + c * log_highlights + d * log_spread, lo, hi)`` -> (B,): each image's strength."""
+    if c == 0.0 and d == 0.0:
         return (a + b * log_mean_luminance(x)).clamp(lo, hi)
-    log_mean, log_high = luminance_stats(x)
-    return (a + b * log_mean + c * log_high).clamp(lo, hi)
+    log_mean, log_high, spread = luminance_stats(x, spread=d != 0.0)
+    s = a + b * log_mean + c * log_high
+    if d != 0.0:  # the spread's sqrt has no finite gradient on a flat image: only taken when used
+        s = s + d * spread
+    return s.clamp(lo, hi)
 
 
 class ExposureControl(nn.Module):
-    """Module twin of :func:`adaptive_strength` (its numbers are plain attributes, not weights)."""
+    """Module twin of :func:`adaptive_strength` (its numbers are plain attributes, not weights).
 
-    def __init__(self, a: float, b: float, lo: float = 0.0, hi: float = 1.5, c: float = 0.0) -> None:
+    ``b <= 0`` and ``c <= 0``: a brighter image is never lifted more; ``d >= 0``: a wider one (darkened with a
+    stronger gamma) never less.
+    """
+
+    def __init__(
+        self, a: float, b: float, lo: float = 0.0, hi: float = 1.5, c: float = 0.0, d: float = 0.0
+    ) -> None:
         super().__init__()
-        if not (b <= 0.0 and c <= 0.0 and 0.0 <= lo <= hi <= MAX_STRENGTH):
+        if not (b <= 0.0 and c <= 0.0 and d >= 0.0 and 0.0 <= lo <= hi <= MAX_STRENGTH):
             raise ValueError(
-                f"exposure control needs b <= 0, c <= 0 and 0 <= lo <= hi <= {MAX_STRENGTH:g}, got {a=}, {b=}, {c=}, {lo=}, {hi=}"
+                f"exposure control needs b <= 0, c <= 0, d >= 0 and 0 <= lo <= hi <= {MAX_STRENGTH:g}, "
+                f"got {a=}, {b=}, {c=}, {d=}, {lo=}, {hi=}"
             )
-        self.a, self.b, self.c, self.lo, self.hi = float(a), float(b), float(c), float(lo), float(hi)
+        self.a, self.b, self.c, self.d = float(a), float(b), float(c), float(d)
+        self.lo, self.hi = float(lo), float(hi)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return adaptive_strength(x, self.a, self.b, self.lo, self.hi, self.c)
+        return adaptive_strength(x, self.a, self.b, self.lo, self.hi, self.c, self.d)
 
     def extra_repr(self) -> str:
-        return f"a={self.a}, b={self.b}, c={self.c}, lo={self.lo}, hi={self.hi}"
+        return f"a={self.a}, b={self.b}, c={self.c}, d={self.d}, lo={self.lo}, hi={self.hi}"
 
     def config(self) -> dict[str, float]:
-        return {"a": self.a, "b": self.b, "c": self.c, "lo": self.lo, "hi": self.hi}
+        """The ``arch_kwargs["exposure"]`` of the weights entry (``d`` only when used: older entries lack it)."""
+        out = {"a": self.a, "b": self.b, "c": self.c, "lo": self.lo, "hi": self.hi}
+        return {**out, "d": self.d} if self.d else out

@@ -1,8 +1,9 @@
 """Fit the adaptive-exposure numbers (:mod:`sclle.models.exposure`) to a strength sweep on training pairs.
 
 ``scripts/fit_exposure.py`` runs the network once per training pair and scores its output at every strength
-of :func:`strengths_to` (PSNR/SSIM against the reference); :func:`fit` then grid-searches ``(a, b, c)`` of
-``s = clamp(a + b * log_mean + c * log_highlights, 0, hi)`` for the best weighted mean of PSNR + 20 SSIM
+of :func:`strengths_to` (PSNR/SSIM against the reference); :func:`fit` then grid-searches ``(a, b, c, d)`` of
+``s = clamp(a + b * log_mean + c * log_highlights + d * log_spread, 0, hi)`` (``d`` only with ``d_max > 0``)
+for the best weighted mean of PSNR + 20 SSIM
 over the kinds of pairs, optionally minus ``niqe_weight`` times the outputs' NIQE (a no-reference naturalness
 term: PSNR against a fused or original reference says nothing about how natural a lifted shadow looks,
 docs/results.md). The sweep is kept (a JSON of rows), so a different grid or cap is a refit in
@@ -41,29 +42,41 @@ def fit(
     strengths: np.ndarray,
     *,
     normal_weight: float = 0.25,
+    sice_weight: float = 1.0,
     hi: float = 1.5,
     a_min: float = -2.0,
     b_min: float = -1.6,
     c_min: float = -2.0,
+    d_max: float = 0.0,
     niqe_weight: float = 0.0,
 ) -> dict:
-    """Best ``(a, b, c)`` for rows ``{kind, logmean, loghigh, psnr[], ssim[], niqe[]?}`` scored at ``strengths``.
+    """Best ``(a, b, c[, d])`` for rows ``{kind, logmean, loghigh[, logstd], psnr[], ssim[], niqe[]?}`` at ``strengths``.
 
     The objective per kind is ``PSNR + 20 SSIM - niqe_weight * NIQE`` (NIQE only with ``niqe_weight`` > 0,
-    which needs rows from a sweep that recorded it).
+    which needs rows from a sweep that recorded it); the kinds are weighted ``sice_weight`` (real pairs),
+    1 (darkened CamVid) and ``normal_weight`` (untouched CamVid).
 
     ``hi`` caps the strength (the scaled maps are clipped to [-1, 1], so above ~1.5 only the darkest frames
     gain); ``a_min`` / ``b_min`` / ``c_min`` are the grid's lower ends (``a`` goes up to 1, ``b`` and ``c``
-    up to 0). A fit on a grid edge is named in ``at_edge``: widen the grid and refit.
+    up to 0); ``d_max`` > 0 adds the log-luminance spread's weight ``d`` in [0, d_max] (rows need ``logstd``).
+    Ties go to the first point in grid order (smallest ``a``, then ``b``, ``c``, ``d``). A fit on a grid edge is
+    named in ``at_edge``: widen the grid and refit.
     """
     S = np.asarray(strengths, dtype=float)
     if not 0.0 <= hi <= MAX_STRENGTH:
         raise ValueError(f"hi must be in [0, {MAX_STRENGTH:g}], got {hi}")
     if hi > S[-1] + 1e-9:
         raise ValueError(f"hi={hi} is above the sweep's largest strength {S[-1]:g}: sweep further")
+    if min(normal_weight, sice_weight) < 0:
+        raise ValueError(f"kind weights must be >= 0, got {normal_weight=}, {sice_weight=}")
+    if d_max < 0:
+        raise ValueError(f"d_max must be >= 0, got {d_max}")
+    if d_max > 0 and not all("logstd" in r for r in rows):
+        raise ValueError("d_max > 0 needs rows with the log-luminance spread ('logstd'): rerun the sweep")
     kind = np.array([r["kind"] for r in rows])
     lm = np.array([r["logmean"] for r in rows])
     lh = np.array([r["loghigh"] for r in rows])
+    ls = np.array([r["logstd"] for r in rows]) if d_max > 0 else np.zeros(len(rows))
     P = np.minimum(np.array([r["psnr"] for r in rows]), PSNR_CAP)
     Q = np.array([r["ssim"] for r in rows])
     if P.shape != (len(rows), len(S)) or Q.shape != P.shape:
@@ -80,16 +93,21 @@ def fit(
         raise ValueError(f"rows hold {N.shape[-1]} NIQE scores each, the sweep has {len(S)} strengths")
     if niqe_weight > 0 and not np.isfinite(N).all():
         raise ValueError(f"{int((~np.isfinite(N)).sum())} NIQE scores of the sweep are not finite")
-    NW = N if niqe_weight > 0 else None  # unused NIQE (NaN or not) never enters the objective
-    weights = {"sice": 1.0, "camvid_dark": 1.0, "camvid_normal": normal_weight}
+    weights = {"sice": sice_weight, "camvid_dark": 1.0, "camvid_normal": normal_weight}
     present = [k for k in KINDS if (kind == k).any()]
+    # the objective's matrix: each row's weighted score at each swept strength, divided by its kind's size
+    G = P + 20 * Q - (niqe_weight * N if niqe_weight > 0 else 0.0)  # unused NIQE (NaN or not) never enters
+    row_w = np.zeros(len(rows))
+    for k in present:
+        row_w[kind == k] = weights[k] / (kind == k).sum()
+    G = G * row_w[:, None]
+    r = np.arange(len(rows))
 
     def at(s: np.ndarray, *mats: np.ndarray) -> tuple[np.ndarray, ...]:
-        """Each matrix's score of each row at strength ``s`` (linear between the swept strengths)."""
+        """Each matrix's score of each row at strengths ``s`` (..., rows), linear between the swept ones."""
         s = np.clip(s, S[0], S[-1])
         j = np.clip(np.searchsorted(S, s) - 1, 0, len(S) - 2)
         w = (s - S[j]) / (S[j + 1] - S[j])
-        r = np.arange(len(s))
         return tuple(M[r, j] * (1 - w) + M[r, j + 1] * w for M in mats)
 
     def table(s: np.ndarray) -> dict:
@@ -107,28 +125,33 @@ def fit(
                 out[k]["niqe"] = round(float(ok.mean()), 3) if ok.size else None
         return out
 
-    def objective(s: np.ndarray) -> float:
-        p, q, n = at(s, P, Q, NW) if niqe_weight > 0 else (*at(s, P, Q), np.zeros(len(s)))
-        return sum(
-            weights[k] * (p[kind == k].mean() + 20 * q[kind == k].mean() - niqe_weight * n[kind == k].mean())
-            for k in present
-        )
-
-    grids = {"a": _grid(a_min, 1.0), "b": _grid(b_min, 0.0), "c": _grid(c_min, 0.0)}
-    best = max(
-        ((objective(np.clip(a + b * lm + c * lh, 0.0, hi)), a, b, c)
-         for a in grids["a"] for b in grids["b"] for c in grids["c"]),
-        key=lambda t: t[0],
-    )  # fmt: skip
-    _, a, b, c = best
-    chosen = {"a": a, "b": b, "c": c}
+    grids = {"a": _grid(a_min, 1.0), "b": _grid(b_min, 0.0), "c": _grid(c_min, 0.0), "d": _grid(0.0, d_max)}
+    best = (-np.inf, 0.0, 0.0, 0.0, 0.0)
+    for b in grids["b"]:  # every a at once: (len(a), rows) strengths per (b, c, d)
+        for c in grids["c"]:
+            for d in grids["d"]:
+                strength = np.clip(grids["a"][:, None] + (b * lm + c * lh + d * ls)[None, :], 0.0, hi)
+                (score,) = at(strength, G)
+                total = score.sum(axis=1)
+                i = int(np.argmax(total))
+                if total[i] > best[0] + 1e-9 or (
+                    total[i] > best[0] - 1e-9 and grids["a"][i] < best[1]
+                ):  # ties: the smallest a, as a loop over (a, b, c, d) in that order would keep
+                    best = (float(total[i]), float(grids["a"][i]), float(b), float(c), float(d))
+    _, a, b, c, d = best
+    chosen = {"a": a, "b": b, "c": c, "d": d}
+    exposure = {"a": a, "b": b, "c": c, "lo": 0.0, "hi": float(hi)}
+    if d_max > 0:
+        exposure["d"] = d
+    fitted = np.clip(a + b * lm + c * lh + d * ls, 0.0, hi)
     return {
-        "exposure": {"a": float(a), "b": float(b), "c": float(c), "lo": 0.0, "hi": float(hi)},
+        "exposure": exposure,
         "at_edge": [
             k for k, g in grids.items() if len(g) > 1 and chosen[k] in (g[0], g[-1]) and chosen[k] != 0.0
         ],
         "normal_weight": normal_weight,
+        "sice_weight": sice_weight,
         "niqe_weight": niqe_weight,
         "at_strength_1": table(np.ones(len(rows))),
-        "with_fit": table(np.clip(a + b * lm + c * lh, 0.0, hi)),
+        "with_fit": table(fitted),
     }
