@@ -2,7 +2,7 @@
 
 For each training pair it estimates the model's curve maps once, scores the output at curve strengths
 0 .. ``--max-strength`` against the reference (PSNR and SSIM, at half resolution for speed), and then
-grid-searches ``s = clamp(a + b * log_mean + c * log_highlights, 0, --hi)`` (:mod:`sclle.models.exposure`,
+grid-searches ``s = clamp(a + b * log_mean + c * log_highlights [+ d * log_spread], 0, --hi)`` (:mod:`sclle.models.exposure`,
 :mod:`sclle.train.exposure_fit`) for the best weighted mean of PSNR + 20 SSIM (the not-darkened kind
 weighted ``--normal-weight``), minus ``--niqe-weight`` times the outputs' NIQE (recorded in every sweep). ``--rows`` refits a saved sweep with another cap or grid in seconds.
 
@@ -62,14 +62,25 @@ def stats(x: torch.Tensor) -> dict[str, float]:
 
 
 def add_spread(rows: list[dict], pairs) -> None:
-    """Fill ``logstd`` into the rows of a sweep recorded before it existed, from the same pairs (no network)."""
+    """Fill ``logstd`` into the rows of a sweep recorded before it existed, from the same pairs (no network).
+
+    The pairs are regenerated from ``--scenes/--camvid-dark/--camvid-normal/--seed``; each one's name and
+    log-mean must match its row, so a sweep made with other settings is refused rather than mislabelled.
+    """
+    pairs = list(pairs)
+    if len(pairs) != len(rows):
+        raise SystemExit(
+            f"the saved sweep has {len(rows)} pairs, these settings make {len(pairs)}: pass the "
+            "--scenes/--camvid-dark/--camvid-normal/--seed it was made with"
+        )
     for row, (_, name, x, _) in zip(rows, pairs, strict=True):
-        if row["name"] != name:
+        s = stats(x)
+        if row["name"] != name or abs(row["logmean"] - s["logmean"]) > 1e-5:
             raise SystemExit(
-                f"the saved sweep's pair {row['name']} is not {name}: pass the --scenes/--camvid-dark/"
-                "--camvid-normal/--seed it was made with"
+                f"the saved sweep's pair {row['name']} is not {name} (or not the same image): pass the "
+                "--scenes/--camvid-dark/--camvid-normal/--seed it was made with"
             )
-        row.update(stats(x))
+        row["logstd"] = s["logstd"]
 
 
 def sweep(net, pairs, strengths: np.ndarray, progress: bool = True, with_niqe: bool = True) -> list[dict]:
@@ -161,6 +172,8 @@ def main() -> None:
         earlier = json.loads(args.rows.read_text())
         rows, strengths = earlier["rows"], np.asarray(earlier.get("strengths", strengths_to(2.5)))
         args.model = earlier.get("model", args.model)
+        for k, v in earlier.get("pairs_made_with", {}).items():  # the sweep's own pair settings win
+            setattr(args, k, v)
         if args.d_max > 0 and not all("logstd" in r for r in rows):
             add_spread(
                 rows,
@@ -184,7 +197,8 @@ def main() -> None:
         d_max=args.d_max,
         niqe_weight=args.niqe_weight,
     )
-    result = {"model": args.model, **fitted, "pairs": len(rows)}
+    pairs_made_with = {k: getattr(args, k) for k in ("scenes", "camvid_dark", "camvid_normal", "seed")}
+    result = {"model": args.model, **fitted, "pairs": len(rows), "pairs_made_with": pairs_made_with}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(args.out, json.dumps({**result, "strengths": strengths.tolist(), "rows": rows}))
     print(json.dumps(result, indent=1))

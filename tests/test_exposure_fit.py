@@ -138,3 +138,49 @@ def test_the_real_pairs_weight_pulls_the_fit_toward_them():
     assert heavy["with_fit"]["camvid_dark"]["psnr"] < even["with_fit"]["camvid_dark"]["psnr"]
     with pytest.raises(ValueError, match="kind weights"):
         fit(rows, s, hi=2.5, sice_weight=-1.0)
+
+
+def test_ties_go_to_the_first_grid_point_and_bad_scores_are_refused():
+    s = strengths_to(2.5)
+    rows = _rows(s)
+    for r in rows:  # every strength scores the same: every (a, b, c) ties
+        r["psnr"], r["ssim"] = [25.0] * len(s), [0.8] * len(s)
+    out = fit(rows, s, hi=2.5, a_min=-1.0, b_min=-0.5, c_min=-0.3)
+    assert out["exposure"] == {"a": -1.0, "b": -0.5, "c": -0.3, "lo": 0.0, "hi": 2.5}
+    rows[3]["ssim"] = [float("nan")] * len(s)
+    with pytest.raises(ValueError, match="NaN"):
+        fit(rows, s, hi=2.5)
+
+
+def test_a_spread_fit_that_picks_zero_writes_no_d():
+    s = strengths_to(2.5)
+    rows = _rows(s)
+    for r in rows:
+        r["logstd"] = 0.0  # no spread anywhere: d changes nothing, so the tie keeps d = 0
+    out = fit(rows, s, hi=2.5, d_max=1.0)
+    assert out["exposure"] == {"a": A0, "b": B0, "c": 0.0, "lo": 0.0, "hi": 2.5}
+
+
+def test_add_spread_fills_old_sweeps_only_from_the_same_pairs():
+    import importlib.util
+    from pathlib import Path
+
+    import torch
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "fit_exposure.py"
+    spec = importlib.util.spec_from_file_location("fit_exposure_script", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    torch.manual_seed(0)
+    images = [torch.rand(1, 3, 16, 16) * k for k in (0.2, 0.6)]
+    pairs = [("sice", f"p{i}", x, x) for i, x in enumerate(images)]
+    rows = [{"name": n, "logmean": script.stats(x)["logmean"], "psnr": []} for _, n, x, _ in pairs]
+    script.add_spread(rows, iter(pairs))
+    assert [r["logstd"] for r in rows] == [script.stats(x)["logstd"] for x in images]
+    assert rows[0]["logstd"] > 0.0
+    with pytest.raises(SystemExit, match="p9 is not p0"):  # another pair under this name
+        script.add_spread([{**rows[0], "name": "p9"}, rows[1]], iter(pairs))
+    with pytest.raises(SystemExit, match="not the same image"):  # same name, another image
+        script.add_spread([{**rows[0], "logmean": rows[0]["logmean"] + 0.5}, rows[1]], iter(pairs))
+    with pytest.raises(SystemExit, match="3 pairs, these settings make 2"):
+        script.add_spread(rows[:1] + rows, iter(pairs))

@@ -66,8 +66,8 @@ class DCENet(Enhancer):
     :func:`apply_curves`) for the enhanced image. Keeping the two apart lets fast mode estimate
     curves on a small copy and apply them at full resolution.
 
-    ``exposure`` (``{"a", "b", "lo", "hi"}``, :mod:`sclle.models.exposure`) scales each image's curve maps
-    by a strength chosen from its log-mean luminance; ``None`` is the paper's network.
+    ``exposure`` (``{"a", "b", "c", "lo", "hi"}`` and optionally ``"d"``, :mod:`sclle.models.exposure`) scales
+    each image's curve maps by a strength chosen from its luminance statistics; ``None`` is the paper's network.
     """
 
     arch = "dce-net"

@@ -81,6 +81,8 @@ def fit(
     Q = np.array([r["ssim"] for r in rows])
     if P.shape != (len(rows), len(S)) or Q.shape != P.shape:
         raise ValueError(f"rows hold {P.shape[-1]} scores each, the sweep has {len(S)} strengths")
+    if not (np.isfinite(Q).all() and not np.isnan(P).any()):  # PSNR may be +inf (capped above), never NaN
+        raise ValueError("the sweep holds NaN PSNR or non-finite SSIM scores")
     if niqe_weight < 0:
         raise ValueError(f"niqe_weight must be >= 0, got {niqe_weight}")
     has_niqe = all("niqe" in r for r in rows)
@@ -141,7 +143,7 @@ def fit(
     _, a, b, c, d = best
     chosen = {"a": a, "b": b, "c": c, "d": d}
     exposure = {"a": a, "b": b, "c": c, "lo": 0.0, "hi": float(hi)}
-    if d_max > 0:
+    if d:  # as ExposureControl.config(): an entry without the spread term stays as it was
         exposure["d"] = d
     fitted = np.clip(a + b * lm + c * lh + d * ls, 0.0, hi)
     return {
