@@ -271,3 +271,30 @@ def test_well_exposed_column_is_the_pooled_psnr_and_protocols_filter(data_root, 
     with pytest.raises(Exception, match="unknown protocol"):
         run_suite(["input"], data_root=data_root, out_dir=tmp_path / "sc2", quick=True, progress=False,
                   speed=False, protocols=["CamVid-dusk"])  # fmt: skip
+
+
+def test_against_adds_paired_margins_from_the_same_per_image_scores(data_root, tmp_path):
+    card = run_suite(["input", "he", "gamma"], data_root=data_root, out_dir=tmp_path / "sc", quick=True,
+                     progress=False, speed=False, protocols=["CamVid-moderate", "CamVid-normal"],
+                     against=["input"])  # fmt: skip
+    assert set(card.margins) == {"input"} and set(card.margins["input"]) == {"he", "gamma"}
+    he = card.margins["input"]["he"]
+    assert set(he) == {c.key for c in card.columns if c.quality}
+    psnr = he["CamVid-moderate psnr"]  # the difference of the column's means, as the table shows them
+    key = "CamVid-moderate psnr"
+    assert psnr.delta == pytest.approx(card.values["he"][key] - card.values["input"][key])
+    assert psnr.n == 3 and psnr.lo <= psnr.delta <= psnr.hi
+    assert he["CamVid-normal psnr"].verdict == "n/a"  # against the identity, whose pooled PSNR is inf
+    md = (tmp_path / "sc" / "scorecard.md").read_text()
+    assert "Against **input**" in md and "| he |" in md.split("Against **input**")[1]
+    data = json.loads((tmp_path / "sc" / "scorecard.json").read_text())
+    assert data["margins"]["input"]["he"]["CamVid-moderate psnr"]["n"] == 3
+    assert data["margins"]["input"]["he"]["CamVid-normal psnr"]["delta"] is None  # inf is not JSON
+    with pytest.raises(Exception, match="not among the methods"):
+        run_suite(["input", "he"], data_root=data_root, out_dir=tmp_path / "sc2", quick=True, progress=False,
+                  speed=False, protocols=["CamVid-normal"], against=["zero-dce-official"])  # fmt: skip
+    result = runner.invoke(app, ["benchmark", "--data-root", str(data_root), "-o", str(tmp_path / "sc4"), "--quick",
+                                 "--no-speed", "-q", "-m", "input,he", "--protocols", "CamVid-moderate",
+                                 "--against", "he"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "Against **he**" in result.output and "| input |" in result.output

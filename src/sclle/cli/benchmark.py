@@ -41,11 +41,17 @@ def register(app: typer.Typer) -> None:
             "CamVid-strong, CamVid-normal. The scorecard then has only those columns (use another -o to keep "
             "a full one).",
         ),
+        against: str = typer.Option(
+            None,
+            "--against",
+            help="Comma-separated methods (among those scored) to compare every other one with: per column, "
+            "the difference and its 95% paired bootstrap interval over the images (which leads are noise).",
+        ),
         device: str = typer.Option("cpu", "--device", help="auto, cpu, cuda, cuda:N or mps."),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
     ) -> None:
         """Score every method on every protocol: scorecard.md/.csv/.json, a plot and a contact sheet."""
-        from sclle.evaluate.suite import DEFAULT_METHODS, markdown, run_suite
+        from sclle.evaluate.suite import DEFAULT_METHODS, margins_markdown, markdown, run_suite
 
         names = [m.strip() for m in methods.split(",") if m.strip()] if methods else list(DEFAULT_METHODS)
         sheet_names = ["input", *(m.strip() for m in sheet.split(",") if m.strip())] if sheet else None
@@ -55,8 +61,11 @@ def register(app: typer.Typer) -> None:
             names, data_root=data_root, out_dir=out, quick=quick, limit=limit, miou=miou, lpips=lpips, speed=not no_speed,
             sheet_methods=sheet_names, device=device, progress=not quiet, command=command,
             protocols=[p.strip() for p in protocols.split(",") if p.strip()] if protocols else None,
+            against=[a.strip() for a in against.split(",") if a.strip()] if against else None,
         )  # fmt: skip
         typer.echo(markdown(card))
+        if card.margins:
+            typer.echo(margins_markdown(card))
         for note in card.notes:
             typer.echo(f"note: {note}", err=True)
         typer.echo("wrote " + ", ".join(str(p) for p in card.files))

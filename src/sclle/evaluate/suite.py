@@ -33,6 +33,7 @@ from sclle.core.files import atomic_write, write_json
 from sclle.errors import SclleError
 from sclle.evaluate.cache import CACHE_DIRNAME
 from sclle.evaluate.datasets import DatasetSpec, SyntheticProtocol, parse_dataset
+from sclle.evaluate.margins import Margin, paired_margin
 
 #: Methods of the default scorecard (the classical baselines, ours, the released peers).
 DEFAULT_METHODS = (
@@ -76,6 +77,8 @@ class Scorecard:
     images: dict[str, int] = field(default_factory=dict)  # protocol -> images scored
     command: str | None = None
     files: list[Path] = field(default_factory=list)
+    #: margins[reference][method][column key]: ``method - reference`` with its paired bootstrap interval
+    margins: dict[str, dict[str, dict[str, Margin]]] = field(default_factory=dict)
 
     def mean_rank(self) -> dict[str, float]:
         """Mean over quality columns of each method's rank (1 = best; ties share the mean rank)."""
@@ -205,6 +208,7 @@ def run_suite(
     speed: bool = True,
     sheet_methods: Sequence[str] | None = None,
     protocols: Sequence[str] | None = None,
+    against: Sequence[str] | None = None,
     device: str = "cpu",
     progress: bool = True,
     command: str | None = None,
@@ -212,6 +216,9 @@ def run_suite(
     """Score ``methods`` on every protocol whose data is under ``data_root``; write the scorecard files.
 
     ``protocols`` (names of :data:`PROTOCOLS`) scores only those, e.g. to rerun one column for every method.
+    ``against`` (methods among ``methods``) adds, per column, every other method's difference from each of
+    them with a paired bootstrap interval over the images (:mod:`sclle.evaluate.margins`): which leads this
+    sample of images supports and which are within its noise.
 
     The contact sheet shows ``sheet_methods`` that were scored; by default the input, the released SCL-LLE
     and Zero-DCE, ``sclle-default`` and every method given that is not one of :data:`DEFAULT_METHODS`
@@ -229,6 +236,10 @@ def run_suite(
     methods = list(dict.fromkeys(methods))
     if not methods:
         raise SclleError("no methods given")
+    against = [against] if isinstance(against, str) else list(dict.fromkeys(against or []))
+    stray = [a for a in against if a not in methods]
+    if stray:
+        raise SclleError(f"--against {', '.join(stray)}: not among the methods scored ({', '.join(methods)})")
     if sheet_methods is None:
         sheet_methods = [*SHEET_METHODS, *(m for m in methods if m not in DEFAULT_METHODS)]
     from sclle.enhancement.methods import method_label
@@ -253,6 +264,8 @@ def run_suite(
         raise SclleError(f"no evaluation data found under {root} (expected DICM, LIME, sice_part1, camvid)")
     columns: list[Column] = []
     values: dict[str, dict[str, float]] = {m: {} for m in methods}
+    per_image: dict[str, dict[str, dict[str, float]]] = {}  # column key -> method -> image -> score
+    pooled_cols: set[str] = set()  # columns whose per-image scores are MSEs (shown as a pooled PSNR)
     images: dict[str, int] = {}
     sheet_rows: list[tuple[str, dict[str, bytes]]] = []
     cache = out / CACHE_DIRNAME  # one score cache for every protocol (sclle.evaluate.cache)
@@ -268,9 +281,15 @@ def run_suite(
             as_metric = POOLED.get(metric, metric)
             col = Column(p.name, as_metric, _lower_is_better(as_metric))
             columns.append(col)
+            if as_metric != metric:
+                pooled_cols.add(col.key)
             for m, label in zip(methods, res.methods, strict=True):
                 v = table.get(label, {}).get(metric, math.nan)
                 values[m][col.key] = pooled_psnr(v) if as_metric != metric and not math.isnan(v) else v
+                scored = res.scores.get(p.name, {}).get(label, {})
+                per_image.setdefault(col.key, {})[m] = {
+                    k: s[metric] for k, s in scored.items() if metric in s
+                }
         for failure in res.failures:
             notes.append(f"{p.name}: skipped {failure}")
         sheet_rows += [(f"{p.name} {k}", {c: t[c] for c in t if c in shown}) for k, t in
@@ -307,10 +326,27 @@ def run_suite(
             values[m][params_col.key] = _param_count(meth)
     # rows are shown under their labels (``ours=runs/x.safetensors`` -> ``ours``), not the whole spec
     labels = {m: method_label(m) for m in methods}
+    margins = {
+        labels[ref]: {
+            labels[m]: {
+                col.key: paired_margin(
+                    per_image[col.key][m],
+                    per_image[col.key][ref],
+                    lower_is_better=col.lower_is_better,
+                    pooled_psnr=col.key in pooled_cols,
+                )  # fmt: skip
+                for col in columns
+                if col.quality and col.key in per_image
+            }
+            for m in methods
+            if m != ref
+        }
+        for ref in against
+    }
     methods = [labels[m] for m in methods]
     values = {labels[m]: v for m, v in values.items()}
     sheet_rows = [(title, {labels.get(c, c): png for c, png in row.items()}) for title, row in sheet_rows]
-    card = Scorecard(methods, columns, values, notes, images, command)
+    card = Scorecard(methods, columns, values, notes, images, command, margins=margins)
     card.files = write_scorecard(card, out, sheet_rows, [method_label(m) for m in sheet_methods])
     return card
 
@@ -353,6 +389,46 @@ def markdown(card: Scorecard) -> str:
         r = ranks[m]
         lines.append(f"| {m} | " + " | ".join(cells) + f" | {'—' if math.isnan(r) else f'{r:.2f}'} |")
     return "\n".join(lines) + "\n"
+
+
+def _signed(metric: str):
+    """A signed difference in a column's units (clipped fractions as percentage points, like its percentages)."""
+    if metric == "clipped":
+        return lambda v: f"{100 * v:+.2f} pp"
+    if metric in ("ssim", "lpips"):
+        return lambda v: f"{v:+.3f}"
+    return lambda v: f"{v:+.2f}"
+
+
+def margins_markdown(card: Scorecard) -> str:
+    """One table per reference: each method's difference from it per column, with the 95 % interval.
+
+    ✓ = better beyond the noise of this image sample, ✗ = worse beyond it, ~ = within it.
+    """
+    marks = {"better": "✓", "worse": "✗", "within noise": "~", "n/a": ""}
+    out = []
+    for ref, rows in card.margins.items():
+        keys = [c for c in card.columns if any(c.key in r for r in rows.values())]
+        out += [
+            f"Against **{ref}** (method − {ref}; 95 % paired bootstrap interval over the images; "
+            "✓ better / ✗ worse beyond the sample's noise, ~ within it):",
+            "",
+            "| method | " + " | ".join(c.label.strip() for c in keys) + " |",
+            "|---|" + "---:|" * len(keys),
+        ]
+        for m, row in rows.items():
+            cells = []
+            for c in keys:
+                g = row.get(c.key)
+                if g is None or not math.isfinite(g.delta):
+                    cells.append("—")
+                    continue
+                f = _signed(c.metric)
+                span = f" [{f(g.lo)}, {f(g.hi)}]" if math.isfinite(g.lo) else ""
+                cells.append(f"{f(g.delta)}{span} {marks[g.verdict]}".strip())
+            out.append(f"| {m} | " + " | ".join(cells) + " |")
+        out.append("")
+    return "\n".join(out)
 
 
 def _csv(card: Scorecard) -> str:
@@ -403,6 +479,8 @@ def write_scorecard(
     if card.command:
         md += [f"Produced by `{card.command}`.", ""]
     md += [markdown(card), ""]
+    if card.margins:
+        md += [margins_markdown(card)]
     md += ["Images per protocol: " + ", ".join(f"{k} {v}" for k, v in card.images.items()) + ".", ""]
     md += [f"- {n}" for n in card.notes]
     files.append(atomic_write(out / "scorecard.md", "\n".join(md) + "\n"))
@@ -418,6 +496,10 @@ def write_scorecard(
         "images": card.images,
         "notes": card.notes,
         "command": card.command,
+        "margins": {
+            ref: {m: {k: g.as_dict() for k, g in row.items()} for m, row in rows.items()}
+            for ref, rows in card.margins.items()
+        },
     }
     files.append(write_json(out / "scorecard.json", payload, indent=1))
     png = _scatter(card)

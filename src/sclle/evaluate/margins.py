@@ -1,0 +1,100 @@
+"""Is a lead on the scorecard bigger than the noise of its image sample? Paired bootstrap intervals.
+
+A scorecard column is a mean over 20-100 images, so a 0.004 SSIM lead can flip on another sample of the same
+protocol (docs/results.md, session 9: it did). :func:`paired_margin` resamples the *images* (the same images
+for both methods, since they are paired) with :func:`scipy.stats.bootstrap` and returns the difference of the
+two means with its percentile interval; a lead whose interval excludes 0 is one this sample supports. The
+well-exposed column is a pooled PSNR, so its statistic is the difference of pooled PSNRs,
+``10 log10(mean MSE_ref / mean MSE_method)``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+#: Resamples per interval: the percentile ends move by well under 1 % of the interval between seeds.
+N_RESAMPLES = 2000
+LEVEL = 0.95
+
+
+@dataclass(frozen=True)
+class Margin:
+    """``method - reference`` on one column (``delta``), its bootstrap interval, and the images it rests on."""
+
+    delta: float
+    lo: float
+    hi: float
+    n: int
+    lower_is_better: bool = False
+
+    @property
+    def verdict(self) -> str:
+        """``better`` / ``worse`` when the whole interval says so, ``within noise`` when it holds 0, else ``n/a``."""
+        if not all(math.isfinite(v) for v in (self.delta, self.lo, self.hi)):
+            return "n/a"
+        if self.lo > 0 or self.hi < 0:
+            up = self.lo > 0
+            return "better" if up != self.lower_is_better else "worse"
+        return "within noise"
+
+    def as_dict(self) -> dict:
+        finite = {
+            k: (v if math.isfinite(v) else None)
+            for k, v in (("delta", self.delta), ("lo", self.lo), ("hi", self.hi))
+        }
+        return {**finite, "n": self.n, "verdict": self.verdict}
+
+
+def _mean_difference(a: np.ndarray, b: np.ndarray, axis: int = -1) -> np.ndarray:
+    return np.mean(a, axis=axis) - np.mean(b, axis=axis)
+
+
+def _pooled_psnr_difference(a: np.ndarray, b: np.ndarray, axis: int = -1) -> np.ndarray:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return 10.0 * np.log10(np.mean(b, axis=axis) / np.mean(a, axis=axis))
+
+
+def paired_margin(
+    method: Mapping[str, float],
+    reference: Mapping[str, float],
+    *,
+    lower_is_better: bool = False,
+    pooled_psnr: bool = False,
+    n_resamples: int = N_RESAMPLES,
+    seed: int = 0,
+) -> Margin:
+    """Difference of means (``method - reference``) over the images both scored, with a 95 % paired interval.
+
+    ``method`` / ``reference`` map image keys to per-image scores; images either lacks, or scored NaN, are
+    left out. With ``pooled_psnr`` the scores are per-image MSEs and the statistic is the difference of pooled
+    PSNRs (``inf`` when one side is the identity: then the verdict is ``n/a``). Seeded: the same inputs give
+    the same interval.
+    """
+    from scipy.stats import bootstrap
+
+    keys = sorted(
+        k for k in method.keys() & reference.keys() if not (np.isnan(method[k]) or np.isnan(reference[k]))
+    )
+    if len(keys) < 2:
+        return Margin(math.nan, math.nan, math.nan, len(keys), lower_is_better)
+    a = np.array([method[k] for k in keys], dtype=np.float64)
+    b = np.array([reference[k] for k in keys], dtype=np.float64)
+    stat = _pooled_psnr_difference if pooled_psnr else _mean_difference
+    delta = float(stat(a, b))
+    if not (np.isfinite(a).all() and np.isfinite(b).all() and math.isfinite(delta)):
+        return Margin(delta, math.nan, math.nan, len(keys), lower_is_better)
+    if np.array_equal(a, b):  # the bootstrap of a constant is degenerate: the interval is the point
+        return Margin(0.0, 0.0, 0.0, len(keys), lower_is_better)
+    gen = np.random.default_rng(seed)
+    rng = {"rng": gen} if "rng" in inspect.signature(bootstrap).parameters else {"random_state": gen}
+    res = bootstrap(
+        (a, b), stat, paired=True, vectorized=True, n_resamples=n_resamples, confidence_level=LEVEL,
+        method="percentile", **rng,
+    )  # fmt: skip
+    ci = res.confidence_interval
+    return Margin(delta, float(ci.low), float(ci.high), len(keys), lower_is_better)
