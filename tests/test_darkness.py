@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import math
 
+import numpy as np
+import pytest
 import torch
 from torch import nn
 from torch.utils.data import TensorDataset
@@ -84,3 +86,42 @@ def test_darkness_benchmark_writes_tables(tmp_path):
     md = (tmp_path / "darkness.md").read_text()
     assert "| undo_gamma2 |" in md and "γ=6" in md
     assert (tmp_path / "darkness.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_darkness_margins_against_a_reference(tmp_path):
+    from sclle.evaluate.margins import _miou
+
+    def identity(x):
+        return x
+
+    def undo_gamma2(x):
+        return x.sqrt()
+
+    rows = darkness_benchmark(
+        [identity, undo_gamma2], data_root=None, gammas=(1, 2), segmenter=DecodeSegmenter(),
+        dataset=_dataset(n=6), out_dir=tmp_path, device="cpu", progress=False, against=["identity"],
+    )  # fmt: skip
+    by = {(r["method"], r["gamma"]): r for r in rows}
+    assert by[("identity", 2.0)]["margins"] == {}  # the reference is not compared with itself
+    m = by[("undo_gamma2", 2.0)]["margins"]["identity"]
+    assert m.n == 6 and m.delta == pytest.approx(
+        by[("undo_gamma2", 2.0)]["miou"] - by[("identity", 2.0)]["miou"]
+    )
+    assert m.delta > 0.3 and m.lo > 0 and m.verdict == "better"  # the inverse restores what gamma 2 broke
+    same = by[("undo_gamma2", 1.0)]["margins"]["identity"]  # at gamma 1 both see a clean image...
+    assert same.delta < 0  # ...and the square root brightens it, which this segmenter misreads
+    with (tmp_path / "darkness_margins.csv").open() as fh:
+        table = list(csv.DictReader(fh))
+    assert {(r["method"], r["reference"], float(r["gamma"])) for r in table} == {
+        ("undo_gamma2", "identity", 1.0), ("undo_gamma2", "identity", 2.0)
+    }  # fmt: skip
+    assert "difference from **identity**" in (tmp_path / "darkness.md").read_text()
+    with open(tmp_path / "darkness.csv") as fh:
+        assert "margins" not in next(csv.reader(fh))
+    with pytest.raises(ValueError, match="not among"):
+        darkness_benchmark([identity], data_root=None, gammas=(1,), segmenter=DecodeSegmenter(),
+                           dataset=_dataset(), device="cpu", progress=False, against=["he"])  # fmt: skip
+    cms = np.zeros((2, 3, 3), dtype=np.int64)
+    cms[0] = np.diag([5, 0, 1])
+    cms[1, 0, 1] = 5  # one image right, one wrong: IoU 0.5 on class 0, 0 on 1, 1 on 2
+    assert _miou(cms.sum(0)) == pytest.approx((0.5 + 0.0 + 1.0) / 3)

@@ -106,6 +106,12 @@ def register(app: typer.Typer) -> None:
         limit: int = typer.Option(None, "--limit", help="Only N images, evenly spaced over the split."),
         batch_size: int = typer.Option(4, "--batch-size"),
         device: str = typer.Option("auto", "--device"),
+        against: str = typer.Option(
+            None,
+            "--against",
+            help="Comma-separated methods (among --methods) to compare the others with: mIoU difference and "
+            "its 95% paired bootstrap interval over the images.",
+        ),
     ) -> None:
         """mIoU of the segmenter on darkened then enhanced CamVid images (the paper's Table 4 protocol)."""
         from sclle.evaluate.darkness import darkness_benchmark
@@ -121,6 +127,8 @@ def register(app: typer.Typer) -> None:
             out_dir=out,
             batch_size=batch_size,
             device=device,
+            against=[a.strip() for a in against.split(",") if a.strip()] if against else (),
         )
         typer.echo((out / "darkness.md").read_text())
-        typer.echo(f"wrote {out / 'darkness.csv'}, {out / 'darkness.md'}, {out / 'darkness.png'}")
+        extra = f", {out / 'darkness_margins.csv'}" if against else ""
+        typer.echo(f"wrote {out / 'darkness.csv'}, {out / 'darkness.md'}, {out / 'darkness.png'}{extra}")

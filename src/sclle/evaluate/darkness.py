@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import Dataset
@@ -26,9 +28,10 @@ from sclle.core.files import atomic_write
 from sclle.data.camvid import CLASS_NAMES, CamVid
 from sclle.data.darken import gamma_darken
 from sclle.enhancement.methods import ImageFn
+from sclle.evaluate.margins import miou_margin
 from sclle.evaluate.plots import figure_png, pyplot
 from sclle.evaluate.segmentation import evenly_spaced_loader, seg_scores
-from sclle.metrics.segmentation import SegConfusion
+from sclle.metrics.segmentation import SegConfusion, confusion_matrix
 
 # ----------------------------------------------------------------------------------------------------
 # Darkness benchmark
@@ -53,6 +56,33 @@ def _markdown(rows: list[dict], names: list[str], gammas: Sequence[float]) -> st
         cells = [f"{100 * table[(name, float(g))]:.2f}" for g in gammas]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def _margins_markdown(
+    rows: list[dict], names: list[str], gammas: Sequence[float], against: Sequence[str]
+) -> str:
+    marks = {"better": "✓", "worse": "✗", "within noise": "~", "n/a": ""}
+    by = {(r["method"], r["gamma"]): r for r in rows}
+    lines = []
+    for ref in against:
+        lines += [
+            f"mIoU difference from **{ref}** (points; 95 % paired bootstrap interval over the images; "
+            "✓ / ✗ beyond the sample's noise, ~ within it)",
+            "",
+            "| method | " + " | ".join(f"γ={g:g}" for g in gammas) + " |",
+            "|---|" + "---:|" * len(gammas),
+        ]
+        for name in names:
+            if name == ref:
+                continue
+            cells = []
+            for g in gammas:
+                m = by[(name, float(g))]["margins"][ref]
+                span = f" [{100 * m.lo:+.2f}, {100 * m.hi:+.2f}]" if math.isfinite(m.lo) else ""
+                cells.append(f"{100 * m.delta:+.2f}{span} {marks[m.verdict]}".strip())
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        lines.append("")
+    return "\n".join(lines)
 
 
 def _plot(rows: list[dict], names: list[str], gammas: Sequence[float], path: Path) -> None:
@@ -88,6 +118,7 @@ def darkness_benchmark(
     workers: int = 0,
     progress: bool = True,
     dataset: Dataset | None = None,
+    against: Sequence[str] = (),
 ) -> list[dict]:
     """mIoU of ``segmenter`` on CamVid ``split`` darkened by ``x ** gamma`` and enhanced by each method.
 
@@ -97,10 +128,15 @@ def darkness_benchmark(
         segmenter: a model, a registry name / file for :func:`load_segmenter`, or None for the bundled one.
         dataset: use this (image, label) dataset instead of ``CamVid(data_root, split)``.
         out_dir: when given, writes ``darkness.csv``, ``darkness.md`` and ``darkness.png`` there.
+        against: method names among ``methods``: every other method's mIoU difference from each of them, per
+            gamma, with a 95 % paired bootstrap interval over the images (:func:`sclle.evaluate.margins.miou_margin`),
+            in each row's ``"margins"`` ({reference: Margin}) and, with ``out_dir``, in darkness.md and
+            ``darkness_margins.csv``.
     Returns:
         One row per (method, gamma): ``{"method", "gamma", "miou", "pixel_accuracy", "n_images"}``
-        plus ``"iou_<class>"`` per class.
+        plus ``"iou_<class>"`` per class (and ``"margins"`` with ``against``).
     """
+
     from sclle.models.segmentation import SemanticPrior, load_segmenter
 
     dev = resolve_device(device)
@@ -115,12 +151,17 @@ def darkness_benchmark(
     names = [n for n, _ in resolved]
     if len(set(names)) != len(names):
         raise ValueError(f"duplicate method names: {names}")
+    against = list(dict.fromkeys(against))
+    stray = [a for a in against if a not in names]
+    if stray:
+        raise ValueError(f"against {stray}: not among the methods benchmarked {names}")
     gammas = [float(g) for g in gammas]
     num_classes = getattr(segmenter, "num_classes", len(CLASS_NAMES))
     class_names = (
         list(CLASS_NAMES) if num_classes == len(CLASS_NAMES) else [str(i) for i in range(num_classes)]
     )
     confs = {(n, g): SegConfusion(num_classes, device=dev) for n in names for g in gammas}
+    per_image: dict[tuple[str, float], list] = {k: [] for k in confs} if against else {}  # (C, C) per image
     loader = evenly_spaced_loader(data, limit, batch_size, workers)
     n_images = 0
     bar = tqdm(total=len(loader) * len(gammas) * len(names), desc="darkness", disable=not progress)
@@ -133,7 +174,14 @@ def darkness_benchmark(
                 enhanced = fn(dark).clamp(0, 1).to(dev)
                 if cl:
                     enhanced = enhanced.contiguous(memory_format=torch.channels_last)
-                confs[(name, g)].update(model(enhanced).argmax(1), y)
+                pred = model(enhanced).argmax(1)
+                conf = confs[(name, g)]
+                conf.update(pred, y)
+                if against:  # one matrix per image, for the bootstrap over images
+                    per_image[(name, g)] += [
+                        confusion_matrix(p, t, num_classes, conf.ignore_index).cpu().numpy()
+                        for p, t in zip(pred, y, strict=True)
+                    ]
                 bar.update(1)
     bar.close()
     rows = []
@@ -148,15 +196,31 @@ def darkness_benchmark(
                 "n_images": n_images,
             }
             row.update({f"iou_{c}": v for c, v in s.per_class_iou.items()})
+            if against:
+                row["margins"] = {
+                    ref: miou_margin(np.stack(per_image[(name, g)]), np.stack(per_image[(ref, g)]))
+                    for ref in against
+                    if ref != name
+                }
             rows.append(row)
     if out_dir is not None:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
+        writer = csv.DictWriter(buf, fieldnames=[k for k in rows[0] if k != "margins"], extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
         atomic_write(out / "darkness.csv", buf.getvalue().encode())
-        atomic_write(out / "darkness.md", _markdown(rows, names, gammas).encode())
+        md = _markdown(rows, names, gammas)
+        if against:
+            md += "\n" + _margins_markdown(rows, names, gammas, against)
+            mbuf = io.StringIO()
+            mw = csv.writer(mbuf)
+            mw.writerow(["method", "reference", "gamma", "delta_miou", "lo", "hi", "n_images", "verdict"])
+            for r in rows:
+                for ref, m in r["margins"].items():
+                    mw.writerow([r["method"], ref, r["gamma"], m.delta, m.lo, m.hi, m.n, m.verdict])
+            atomic_write(out / "darkness_margins.csv", mbuf.getvalue().encode())
+        atomic_write(out / "darkness.md", md.encode())
         _plot(rows, names, gammas, out / "darkness.png")
     return rows
