@@ -56,7 +56,10 @@ def test_pooled_psnr_margin_is_the_ratio_of_mean_errors():
     assert m.verdict == "better"
     identity = paired_margin(_scores(np.zeros(30)), _scores(mse), pooled_psnr=True)
     assert identity.delta == math.inf and identity.verdict == "n/a"
-    assert identity.as_dict() == {"delta": None, "lo": None, "hi": None, "n": 30, "verdict": "n/a"}
+    assert identity.as_dict() == {"delta": "inf", "lo": None, "hi": None, "n": 30, "verdict": "n/a"}
+    almost = _scores(np.r_[np.zeros(28), mse[:2]])  # left alone on 28 of 30 images: some resamples are inf
+    m = paired_margin(almost, _scores(mse), pooled_psnr=True)
+    assert math.isfinite(m.delta) and m.lo > 0 and m.verdict == "better"  # an infinite end is still an end
 
 
 def test_verdict_needs_the_whole_interval():
@@ -64,3 +67,21 @@ def test_verdict_needs_the_whole_interval():
     assert Margin(-0.5, -0.9, -0.1, 10, lower_is_better=True).verdict == "better"
     assert Margin(0.5, -0.1, 0.9, 10).verdict == "within noise"
     assert Margin(-0.5, -0.9, -0.1, 10).verdict == "worse"
+
+
+def test_miou_bootstrap_statistic_sums_confusions_over_the_resampled_images():
+    from sclle.evaluate.margins import _miou, _miou_difference_of, miou_margin
+
+    rng = np.random.default_rng(3)
+    a = rng.integers(0, 40, (12, 4, 4))
+    b = rng.integers(0, 40, (12, 4, 4))
+    idx = rng.integers(0, 12, (7, 12))  # 7 resamples of 12 images, as scipy hands them over
+    got = _miou_difference_of(a, b)(idx)
+    want = [_miou(a[i].sum(0)) - _miou(b[i].sum(0)) for i in idx]
+    assert got.shape == (7,) and np.allclose(got, want)
+    m = miou_margin(a, b)
+    assert m.n == 12 and m.delta == pytest.approx(_miou(a.sum(0)) - _miou(b.sum(0)))
+    assert m.lo <= m.delta <= m.hi
+    assert m.scaled(100).delta == pytest.approx(100 * m.delta)
+    with pytest.raises(ValueError, match="confusion"):
+        miou_margin(a, b[:, :3, :3])

@@ -40,6 +40,9 @@ def data_root(tmp_path_factory):
         _save(root / "DICM" / f"{i + 1:02d}.jpg", 0.25 * _texture(96, 128, i))
         _save(root / "LIME" / f"{i + 1}.bmp", 0.2 * _texture(96, 128, 10 + i))
         _save(root / "camvid" / "test" / f"f{i}.png", _texture(48, 64, 20 + i))
+        labels = np.random.default_rng(i).integers(0, 12, (48, 64), dtype=np.uint8)  # 11 = void
+        (root / "camvid" / "testannot").mkdir(parents=True, exist_ok=True)
+        Image.fromarray(labels).save(root / "camvid" / "testannot" / f"f{i}.png")
     # One held-out SICE scene: aligned exposures of one texture, named as the real frames are.
     scene, frames = next(iter(held_out_scenes().items()))
     base = _texture(128, 128, 30)
@@ -289,7 +292,9 @@ def test_against_adds_paired_margins_from_the_same_per_image_scores(data_root, t
     assert "Against **input**" in md and "| he |" in md.split("Against **input**")[1]
     data = json.loads((tmp_path / "sc" / "scorecard.json").read_text())
     assert data["margins"]["input"]["he"]["CamVid-moderate psnr"]["n"] == 3
-    assert data["margins"]["input"]["he"]["CamVid-normal psnr"]["delta"] is None  # inf is not JSON
+    assert (
+        data["margins"]["input"]["he"]["CamVid-normal psnr"]["delta"] == "-inf"
+    )  # inf is not JSON: a string
     with pytest.raises(Exception, match="not among the methods"):
         run_suite(["input", "he"], data_root=data_root, out_dir=tmp_path / "sc2", quick=True, progress=False,
                   speed=False, protocols=["CamVid-normal"], against=["zero-dce-official"])  # fmt: skip
@@ -298,3 +303,20 @@ def test_against_adds_paired_margins_from_the_same_per_image_scores(data_root, t
                                  "--against", "he"])  # fmt: skip
     assert result.exit_code == 0, result.output
     assert "Against **he**" in result.output and "| input |" in result.output
+
+
+def test_against_takes_a_label_and_covers_the_miou_columns(data_root, tmp_path):
+    import sclle
+
+    mine = f"mine={Path(sclle.__file__).parent / 'weights' / 'sclle-default.safetensors'}"
+    card = run_suite(["input", "he", mine], data_root=data_root, out_dir=tmp_path / "sc", quick=True,
+                     progress=False, speed=False, protocols=["CamVid-moderate"], miou=True,
+                     against=["mine"])  # fmt: skip
+    assert set(card.margins) == {"mine"} and set(card.margins["mine"]) == {"input", "he"}
+    he = card.margins["mine"]["he"]
+    assert {"CamVid mIoU γ=6", "CamVid mIoU γ=10", "CamVid-moderate psnr"} <= set(he)
+    g6 = he["CamVid mIoU γ=6"]  # in points, like the column
+    assert g6.n == 3 and g6.delta == pytest.approx(
+        card.values["he"]["CamVid mIoU γ=6"] - card.values["mine"]["CamVid mIoU γ=6"]
+    )
+    assert "(n=3)" in (tmp_path / "sc" / "scorecard.md").read_text()  # few images are flagged

@@ -117,6 +117,14 @@ def register(app: typer.Typer) -> None:
         from sclle.evaluate.darkness import darkness_benchmark
 
         names = [m.strip() for m in methods.split(",") if m.strip()]
+        refs = [a.strip() for a in against.split(",") if a.strip()] if against else []
+        if refs:  # before the segmenter and every method load
+            from sclle.enhancement.methods import method_label
+            from sclle.errors import SclleError
+
+            stray = [a for a in refs if a not in {*names, *(method_label(n) for n in names)}]
+            if stray:
+                raise SclleError(f"--against {', '.join(stray)}: not among --methods ({', '.join(names)})")
         darkness_benchmark(
             names,
             data_root,
@@ -127,8 +135,8 @@ def register(app: typer.Typer) -> None:
             out_dir=out,
             batch_size=batch_size,
             device=device,
-            against=[a.strip() for a in against.split(",") if a.strip()] if against else (),
+            against=refs,
         )
         typer.echo((out / "darkness.md").read_text())
-        extra = f", {out / 'darkness_margins.csv'}" if against else ""
+        extra = f", {out / 'darkness_margins.csv'}" if refs else ""
         typer.echo(f"wrote {out / 'darkness.csv'}, {out / 'darkness.md'}, {out / 'darkness.png'}{extra}")

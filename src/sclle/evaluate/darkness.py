@@ -28,6 +28,7 @@ from sclle.core.files import atomic_write
 from sclle.data.camvid import CLASS_NAMES, CamVid
 from sclle.data.darken import gamma_darken
 from sclle.enhancement.methods import ImageFn
+from sclle.errors import SclleError
 from sclle.evaluate.margins import miou_margin
 from sclle.evaluate.plots import figure_png, pyplot
 from sclle.evaluate.segmentation import evenly_spaced_loader, seg_scores
@@ -151,10 +152,14 @@ def darkness_benchmark(
     names = [n for n, _ in resolved]
     if len(set(names)) != len(names):
         raise ValueError(f"duplicate method names: {names}")
-    against = list(dict.fromkeys(against))
+    spec_to_name = {m: n for m, n in zip(methods, names, strict=True) if isinstance(m, str)}
+    against = [spec_to_name.get(a, a) for a in ([against] if isinstance(against, str) else against)]
+    against = list(dict.fromkeys(against))  # a method's spec or its label, as the table shows it
     stray = [a for a in against if a not in names]
     if stray:
-        raise ValueError(f"against {stray}: not among the methods benchmarked {names}")
+        raise SclleError(
+            f"--against {', '.join(stray)}: not among the methods benchmarked ({', '.join(names)})"
+        )
     gammas = [float(g) for g in gammas]
     num_classes = getattr(segmenter, "num_classes", len(CLASS_NAMES))
     class_names = (

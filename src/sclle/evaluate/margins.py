@@ -5,7 +5,8 @@ protocol (docs/results.md, session 9: it did). :func:`paired_margin` resamples t
 for both methods, since they are paired) with :func:`scipy.stats.bootstrap` and returns the difference of the
 two means with its percentile interval; a lead whose interval excludes 0 is one this sample supports. The
 well-exposed column is a pooled PSNR, so its statistic is the difference of pooled PSNRs,
-``10 log10(mean MSE_ref / mean MSE_method)``.
+``10 log10(mean MSE_ref / mean MSE_method)``. Intervals are BCa (scipy's default; the percentile interval
+where BCa is undefined). Fewer than :data:`FEW_IMAGES` images make any interval rough: reports flag them.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ import numpy as np
 #: Resamples per interval: the percentile ends move by well under 1 % of the interval between seeds.
 N_RESAMPLES = 2000
 LEVEL = 0.95
+#: Below this many images an interval is marked as resting on few images (LIME has 9 or 10).
+FEW_IMAGES = 20
 
 
 @dataclass(frozen=True)
@@ -35,19 +38,61 @@ class Margin:
     @property
     def verdict(self) -> str:
         """``better`` / ``worse`` when the whole interval says so, ``within noise`` when it holds 0, else ``n/a``."""
-        if not all(math.isfinite(v) for v in (self.delta, self.lo, self.hi)):
-            return "n/a"
+        if any(math.isnan(v) for v in (self.delta, self.lo, self.hi)) or math.isinf(self.delta):
+            return "n/a"  # an infinite *end* is fine (e.g. resamples of an almost-identity); a point is not
         if self.lo > 0 or self.hi < 0:
             up = self.lo > 0
             return "better" if up != self.lower_is_better else "worse"
         return "within noise"
 
     def as_dict(self) -> dict:
-        finite = {
-            k: (v if math.isfinite(v) else None)
-            for k, v in (("delta", self.delta), ("lo", self.lo), ("hi", self.hi))
+        """JSON-ready: NaN is ``None``, an infinite value the string ``"inf"`` / ``"-inf"``."""
+
+        def js(v: float) -> float | str | None:
+            return None if math.isnan(v) else (v if math.isfinite(v) else ("inf" if v > 0 else "-inf"))
+
+        return {
+            "delta": js(self.delta),
+            "lo": js(self.lo),
+            "hi": js(self.hi),
+            "n": self.n,
+            "verdict": self.verdict,
         }
-        return {**finite, "n": self.n, "verdict": self.verdict}
+
+    def scaled(self, k: float) -> Margin:
+        """The same margin in other units (e.g. mIoU fractions as points: ``k = 100``)."""
+        return Margin(k * self.delta, k * self.lo, k * self.hi, self.n, self.lower_is_better)
+
+
+def _interval(data: tuple, stat, n_resamples: int, seed: int, **kw) -> tuple[float, float]:
+    """95 % bootstrap interval of ``stat``: BCa (better coverage on small samples than the percentile
+    interval), the percentile interval where BCa is undefined (e.g. a statistic that is constant in the
+    jackknife). Seeded."""
+    import warnings
+
+    from scipy.stats import bootstrap
+
+    def run(method: str) -> tuple[float, float]:
+        gen = np.random.default_rng(seed)
+        rng = {"rng": gen} if "rng" in inspect.signature(bootstrap).parameters else {"random_state": gen}
+        with warnings.catch_warnings(), np.errstate(divide="ignore", invalid="ignore"):
+            warnings.simplefilter("ignore")  # degenerate-data and inf-subtraction warnings: handled below
+            ci = bootstrap(data, stat, vectorized=True, n_resamples=n_resamples, confidence_level=LEVEL,
+                           method=method, **rng, **kw).confidence_interval  # fmt: skip
+        return float(ci.low), float(ci.high)
+
+    lo, hi = run("BCa")
+    return (lo, hi) if not (math.isnan(lo) or math.isnan(hi)) else run("percentile")
+
+
+def _miou_difference_of(a: np.ndarray, b: np.ndarray):
+    """The vectorised bootstrap statistic of :func:`miou_margin`: resampled image indices -> mIoU difference."""
+
+    def stat(idx: np.ndarray, axis: int = -1) -> np.ndarray:
+        idx = np.moveaxis(np.asarray(idx), axis, -1).astype(np.intp)  # (..., n) resampled image indices
+        return _miou(a[idx].sum(-3)) - _miou(b[idx].sum(-3))
+
+    return stat
 
 
 def _mean_difference(a: np.ndarray, b: np.ndarray, axis: int = -1) -> np.ndarray:
@@ -75,8 +120,6 @@ def paired_margin(
     PSNRs (``inf`` when one side is the identity: then the verdict is ``n/a``). Seeded: the same inputs give
     the same interval.
     """
-    from scipy.stats import bootstrap
-
     keys = sorted(
         k for k in method.keys() & reference.keys() if not (np.isnan(method[k]) or np.isnan(reference[k]))
     )
@@ -90,14 +133,8 @@ def paired_margin(
         return Margin(delta, math.nan, math.nan, len(keys), lower_is_better)
     if np.array_equal(a, b):  # the bootstrap of a constant is degenerate: the interval is the point
         return Margin(0.0, 0.0, 0.0, len(keys), lower_is_better)
-    gen = np.random.default_rng(seed)
-    rng = {"rng": gen} if "rng" in inspect.signature(bootstrap).parameters else {"random_state": gen}
-    res = bootstrap(
-        (a, b), stat, paired=True, vectorized=True, n_resamples=n_resamples, confidence_level=LEVEL,
-        method="percentile", **rng,
-    )  # fmt: skip
-    ci = res.confidence_interval
-    return Margin(delta, float(ci.low), float(ci.high), len(keys), lower_is_better)
+    lo, hi = _interval((a, b), stat, n_resamples, seed, paired=True)
+    return Margin(delta, lo, hi, len(keys), lower_is_better)
 
 
 def _miou(cms: np.ndarray) -> np.ndarray:
@@ -122,8 +159,6 @@ def miou_margin(
     resampled and each resample's per-image (C, C) confusion matrices, ``method[i]`` / ``reference[i]``
     (N, C, C) for the same image ``i``, are summed before the IoU. In the units of the inputs' mIoU (0-1).
     """
-    from scipy.stats import bootstrap
-
     a, b = np.asarray(method), np.asarray(reference)
     if a.shape != b.shape or a.ndim != 3 or a.shape[1] != a.shape[2]:
         raise ValueError(f"expected two (N, C, C) stacks of confusion matrices, got {a.shape} and {b.shape}")
@@ -134,15 +169,5 @@ def miou_margin(
     if np.array_equal(a, b):
         return Margin(0.0, 0.0, 0.0, n)
 
-    def stat(idx: np.ndarray, axis: int = -1) -> np.ndarray:
-        idx = idx.astype(np.intp)  # (..., n) resampled image indices
-        return _miou(a[idx].sum(-3)) - _miou(b[idx].sum(-3))
-
-    gen = np.random.default_rng(seed)
-    rng = {"rng": gen} if "rng" in inspect.signature(bootstrap).parameters else {"random_state": gen}
-    res = bootstrap(
-        (np.arange(n),), stat, vectorized=True, n_resamples=n_resamples, confidence_level=LEVEL,
-        method="percentile", batch=200, **rng,
-    )  # fmt: skip
-    ci = res.confidence_interval
-    return Margin(delta, float(ci.low), float(ci.high), n)
+    lo, hi = _interval((np.arange(n),), _miou_difference_of(a, b), n_resamples, seed, batch=200)
+    return Margin(delta, lo, hi, n)

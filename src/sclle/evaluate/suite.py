@@ -33,7 +33,7 @@ from sclle.core.files import atomic_write, write_json
 from sclle.errors import SclleError
 from sclle.evaluate.cache import CACHE_DIRNAME
 from sclle.evaluate.datasets import DatasetSpec, SyntheticProtocol, parse_dataset
-from sclle.evaluate.margins import Margin, paired_margin
+from sclle.evaluate.margins import FEW_IMAGES, Margin, paired_margin
 
 #: Methods of the default scorecard (the classical baselines, ours, the released peers).
 DEFAULT_METHODS = (
@@ -236,14 +236,16 @@ def run_suite(
     methods = list(dict.fromkeys(methods))
     if not methods:
         raise SclleError("no methods given")
-    against = [against] if isinstance(against, str) else list(dict.fromkeys(against or []))
-    stray = [a for a in against if a not in methods]
-    if stray:
-        raise SclleError(f"--against {', '.join(stray)}: not among the methods scored ({', '.join(methods)})")
-    if sheet_methods is None:
-        sheet_methods = [*SHEET_METHODS, *(m for m in methods if m not in DEFAULT_METHODS)]
     from sclle.enhancement.methods import method_label
 
+    by_label = {**{method_label(m): m for m in methods}, **{m: m for m in methods}}  # a spec or its label
+    against = [against] if isinstance(against, str) else list(against or [])
+    stray = [a for a in against if a not in by_label]
+    if stray:
+        raise SclleError(f"--against {', '.join(stray)}: not among the methods scored ({', '.join(methods)})")
+    against = list(dict.fromkeys(by_label[a] for a in against))
+    if sheet_methods is None:
+        sheet_methods = [*SHEET_METHODS, *(m for m in methods if m not in DEFAULT_METHODS)]
     shown = {"input", *sheet_methods, *(method_label(m) for m in sheet_methods)}  # specs or their labels
     notes: list[str] = []
     if protocols is not None:
@@ -266,6 +268,7 @@ def run_suite(
     values: dict[str, dict[str, float]] = {m: {} for m in methods}
     per_image: dict[str, dict[str, dict[str, float]]] = {}  # column key -> method -> image -> score
     pooled_cols: set[str] = set()  # columns whose per-image scores are MSEs (shown as a pooled PSNR)
+    miou_margins: dict[str, dict[str, dict[str, Margin]]] = {}  # from the darkness benchmark, with --miou
     images: dict[str, int] = {}
     sheet_rows: list[tuple[str, dict[str, bytes]]] = []
     cache = out / CACHE_DIRNAME  # one score cache for every protocol (sclle.evaluate.cache)
@@ -300,16 +303,22 @@ def run_suite(
         camvid = root / "camvid"
         if camvid.is_dir():
             names = ["none" if m == "input" else m for m in methods]
+            as_name = dict(zip(methods, names, strict=True))
             rows = darkness_benchmark(
                 names, camvid, gammas=(6, 10), limit=4 if quick else 100, out_dir=out / "protocols" / "miou",
-                device=device, progress=progress,
+                device=device, progress=progress, against=[as_name[a] for a in against],
             )  # fmt: skip
             for g in (6, 10):
                 col = Column("CamVid", f"mIoU γ={g}", lower_is_better=False)
                 columns.append(col)
                 for m, name in zip(methods, names, strict=True):
-                    hit = [r for r in rows if r["method"] == name and float(r["gamma"]) == g]
+                    hit = [r for r in rows if r["method"] == method_label(name) and float(r["gamma"]) == g]
                     values[m][col.key] = 100.0 * hit[0]["miou"] if hit else math.nan
+                    for ref in against:  # in points, like the column
+                        if hit and ref != m:
+                            miou_margins.setdefault(ref, {}).setdefault(m, {})[col.key] = hit[0]["margins"][
+                                method_label(as_name[ref])
+                            ].scaled(100.0)
         else:
             notes.append(f"mIoU: no folder {camvid}")
     if speed:
@@ -338,10 +347,12 @@ def run_suite(
                 for col in columns
                 if col.quality and col.key in per_image
             }
+            | miou_margins.get(ref, {}).get(m, {})
             for m in methods
             if m != ref
         }
         for ref in against
+        if len(methods) > 1
     }
     methods = [labels[m] for m in methods]
     values = {labels[m]: v for m, v in values.items()}
@@ -411,7 +422,8 @@ def margins_markdown(card: Scorecard) -> str:
         keys = [c for c in card.columns if any(c.key in r for r in rows.values())]
         out += [
             f"Against **{ref}** (method − {ref}; 95 % paired bootstrap interval over the images; "
-            "✓ better / ✗ worse beyond the sample's noise, ~ within it):",
+            "✓ better / ✗ worse beyond the sample's noise, ~ within it; (n=…) where it rests on fewer than "
+            f"{FEW_IMAGES} images or fewer than the column's):",
             "",
             "| method | " + " | ".join(c.label.strip() for c in keys) + " |",
             "|---|" + "---:|" * len(keys),
@@ -424,8 +436,11 @@ def margins_markdown(card: Scorecard) -> str:
                     cells.append("—")
                     continue
                 f = _signed(c.metric)
-                span = f" [{f(g.lo)}, {f(g.hi)}]" if math.isfinite(g.lo) else ""
-                cells.append(f"{f(g.delta)}{span} {marks[g.verdict]}".strip())
+                span = f" [{f(g.lo)}, {f(g.hi)}]" if not math.isnan(g.lo) else ""
+                few = g.n < FEW_IMAGES or g.n < card.images.get(c.protocol, 0)  # fewer than the column's
+                cells.append(
+                    f"{f(g.delta)}{span} {marks[g.verdict]}".strip() + (f" (n={g.n})" if few else "")
+                )
             out.append(f"| {m} | " + " | ".join(cells) + " |")
         out.append("")
     return "\n".join(out)
