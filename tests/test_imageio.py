@@ -828,3 +828,19 @@ def test_writing_the_engines_tensor_gives_the_same_file_as_the_array(
     with pytest.raises(ValueError, match="shape"):
         sio.write_image(tmp_path / "out" / f"shape_{name}", img, t[:, :2])
     assert not (tmp_path / "out" / f"nan_{name}").exists()
+
+
+def test_to_float_exact_for_every_integer_level_and_never_aliases():
+    from sclle.imageio.convert import to_float
+
+    for dtype, top in ((np.uint8, 255.0), (np.uint16, 65535.0)):
+        levels = np.arange(int(top) + 1).astype(dtype)
+        want = levels.astype(np.float32)
+        want /= np.float32(top)  # the two-pass reference: cast, then divide in float32
+        got = to_float(levels)
+        assert got.dtype == np.float32 and np.array_equal(got, want)
+        assert got[0] == 0.0 and got[-1] == 1.0
+    f = np.full((2, 2, 3), 0.25, dtype=np.float32)
+    out = to_float(f)
+    out[0, 0, 0] = 1.0
+    assert f[0, 0, 0] == 0.25  # a float source is copied, not modified
