@@ -3,7 +3,7 @@
 A scorecard column is a mean over 20-100 images, so a 0.004 SSIM lead can flip on another sample of the same
 protocol (docs/results.md, session 9: it did). :func:`paired_margin` resamples the *images* (the same images
 for both methods, since they are paired) with :func:`scipy.stats.bootstrap` and returns the difference of the
-two means with its percentile interval; a lead whose interval excludes 0 is one this sample supports. The
+two means with its bootstrap interval; a lead whose interval excludes 0 is one this sample supports. The
 well-exposed column is a pooled PSNR, so its statistic is the difference of pooled PSNRs,
 ``10 log10(mean MSE_ref / mean MSE_method)``. Intervals are BCa (scipy's default; the percentile interval
 where BCa is undefined). Fewer than :data:`FEW_IMAGES` images make any interval rough: reports flag them.
