@@ -3,7 +3,7 @@
 # the bare networks (strength 1, no exposure rule: the paper's comparison) on the scorecard's protocols,
 # mIoU at gamma 6 and 10 included, each column compared with the full objective by a paired bootstrap.
 #
-#   bash scripts/score_ablations.sh [STEP] [LIMIT]   # default: step 2000, 64 images per protocol
+#   bash scripts/score_ablations.sh [STEP] [LIMIT]   # default: step 2000, 64 images per protocol (mIoU: always 100)
 #
 # Writes reports/ablations/{scorecard.md,scorecard.json,...} and a contact sheet of the three.
 set -euo pipefail
