@@ -37,9 +37,9 @@ from sclle.data.pool_builder import training_scenes
 from sclle.imageio import read_image, to_tensor
 from sclle.metrics import create
 from sclle.models.base import apply_le_curves, scale_curves
-from sclle.models.exposure import luminance_stats
+from sclle.models.exposure import colour_stats, luminance_stats
 from sclle.models.registry import load_weights
-from sclle.train.exposure_fit import fit, strengths_to
+from sclle.train.exposure_fit import TERMS, cross_validate, fit, fit_terms, strengths_to
 
 
 def _half(t: torch.Tensor) -> torch.Tensor:
@@ -56,13 +56,15 @@ NIQE_MAX_SIDE = 640
 
 
 def stats(x: torch.Tensor) -> dict[str, float]:
-    """The input statistics the exposure rule reads (:func:`sclle.models.exposure.luminance_stats`)."""
+    """The input statistics the exposure rule reads (:mod:`sclle.models.exposure`), by their row names."""
     mean, high, spread = (float(v) for v in luminance_stats(x))
-    return {"logmean": mean, "loghigh": high, "logstd": spread}
+    chroma, saturation = (float(v) for v in colour_stats(x))
+    return {"logmean": mean, "loghigh": high, "logstd": spread, "chroma": chroma, "saturation": saturation}
 
 
-def add_spread(rows: list[dict], pairs) -> None:
-    """Fill ``logstd`` into the rows of a sweep recorded before it existed, from the same pairs (no network).
+def add_stats(rows: list[dict], pairs) -> None:
+    """Fill the statistics a sweep recorded before they existed (``logstd``, ``chroma``, ``saturation``)
+    into its rows, from the same pairs (no network).
 
     The pairs are regenerated from ``--scenes/--camvid-dark/--camvid-normal/--seed``; each one's name and
     log-mean must match its row, so a sweep made with other settings is refused rather than mislabelled.
@@ -80,7 +82,8 @@ def add_spread(rows: list[dict], pairs) -> None:
                 f"the saved sweep's pair {row['name']} is not {name} (or not the same image): pass the "
                 "--scenes/--camvid-dark/--camvid-normal/--seed it was made with"
             )
-        row["logstd"] = s["logstd"]
+        for key in ("logstd", "chroma", "saturation"):
+            row[key] = s[key]
 
 
 def sweep(net, pairs, strengths: np.ndarray, progress: bool = True, with_niqe: bool = True) -> list[dict]:
@@ -162,6 +165,17 @@ def main() -> None:
         default=0.0,
         help="also fit the weight d in [0, this] of the log-luminance spread (0: the rule without it)",
     )
+    ap.add_argument(
+        "--terms",
+        help="comma-separated weights to fit by a bounded search instead of the grid, e.g. b,c,d,e,f "
+        f"({', '.join(f'{k}: {v[0]}' for k, v in TERMS.items())}); a is always fitted",
+    )
+    ap.add_argument(
+        "--cv",
+        type=int,
+        default=0,
+        help="with --terms: also print the K-fold cross-validated objective of that set of terms (0: none)",
+    )
     ap.add_argument("--max-strength", type=float, default=2.5, help="sweep strengths 0 .. this")
     ap.add_argument("--rows", type=Path, help="refit the sweep of an earlier --out file (no network run)")
     ap.add_argument("--out", type=Path, default=Path("reports/exposure_fit.json"))
@@ -174,8 +188,10 @@ def main() -> None:
         args.model = earlier.get("model", args.model)
         for k, v in earlier.get("pairs_made_with", {}).items():  # the sweep's own pair settings win
             setattr(args, k, v)
-        if args.d_max > 0 and not all("logstd" in r for r in rows):
-            add_spread(
+        needed = {"logstd"} if args.d_max > 0 else set()
+        needed |= {TERMS[k][0] for k in (args.terms.split(",") if args.terms else []) if k in TERMS}
+        if any(key not in r for r in rows for key in needed):
+            add_stats(
                 rows,
                 training_pairs(args.data_root, args.scenes, args.camvid_dark, args.camvid_normal, args.seed),
             )
@@ -185,18 +201,41 @@ def main() -> None:
         pairs = training_pairs(args.data_root, args.scenes, args.camvid_dark, args.camvid_normal, args.seed)
         strengths = strengths_to(args.max_strength)
         rows = sweep(net.eval(), pairs, strengths, with_niqe=not args.no_niqe)
-    fitted = fit(
-        rows,
-        strengths,
-        normal_weight=args.normal_weight,
-        sice_weight=args.sice_weight,
-        hi=args.hi,
-        a_min=args.a_min,
-        b_min=args.b_min,
-        c_min=args.c_min,
-        d_max=args.d_max,
-        niqe_weight=args.niqe_weight,
-    )
+    if args.terms:
+        fitted = fit_terms(
+            rows,
+            strengths,
+            [k.strip() for k in args.terms.split(",")],
+            normal_weight=args.normal_weight,
+            sice_weight=args.sice_weight,
+            hi=args.hi,
+            niqe_weight=args.niqe_weight,
+        )
+    else:
+        fitted = fit(
+            rows,
+            strengths,
+            normal_weight=args.normal_weight,
+            sice_weight=args.sice_weight,
+            hi=args.hi,
+            a_min=args.a_min,
+            b_min=args.b_min,
+            c_min=args.c_min,
+            d_max=args.d_max,
+            niqe_weight=args.niqe_weight,
+        )
+    if args.terms and args.cv:
+        cv = cross_validate(
+            rows,
+            strengths,
+            [k.strip() for k in args.terms.split(",")],
+            folds=args.cv,
+            normal_weight=args.normal_weight,
+            sice_weight=args.sice_weight,
+            hi=args.hi,
+            niqe_weight=args.niqe_weight,
+        )
+        fitted["cross_validation"] = cv
     pairs_made_with = {k: getattr(args, k) for k in ("scenes", "camvid_dark", "camvid_normal", "seed")}
     result = {"model": args.model, **fitted, "pairs": len(rows), "pairs_made_with": pairs_made_with}
     args.out.parent.mkdir(parents=True, exist_ok=True)

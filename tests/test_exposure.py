@@ -82,11 +82,16 @@ def test_engine_follows_the_image_strength():
     assert torch.allclose(half, Engine(_net(None), EngineConfig(strength=0.5 * s))(dark), atol=1e-6)
 
 
-def test_batch_tiles_fast_and_export_use_one_strength_per_image():
-    net = _net()
+COLOUR_RULE = {"a": -1.9, "b": -0.3, "c": -1.2, "d": 1.0, "e": 2.6, "f": -2.6, "lo": 0.0, "hi": 2.0}
+
+
+@pytest.mark.parametrize("exposure", [EXPOSURE, COLOUR_RULE])
+def test_batch_tiles_fast_and_export_use_one_strength_per_image(exposure):
+    net = _net(exposure)
     torch.manual_seed(1)
     a = torch.rand(1, 3, 64, 80) * 0.15
     b = torch.rand(1, 3, 64, 80) * 0.5 + 0.1
+    assert adaptive_strength(a, **exposure).item() > 0.1  # the dark image is lifted by either rule
     both = Engine(net)(torch.cat([a, b]))
     assert torch.allclose(both[:1], Engine(net)(a), atol=1e-6)
     assert torch.allclose(both[1:], Engine(net)(b), atol=1e-6)
@@ -135,7 +140,12 @@ def test_bundled_default_carries_its_exposure_and_its_file_is_recognised(tmp_pat
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    "exposure", [EXPOSURE, {"a": -1.5, "b": -0.3, "c": -0.9, "d": 0.8, "lo": 0.0, "hi": 4.0}]
+    "exposure",
+    [
+        EXPOSURE,
+        {"a": -1.5, "b": -0.3, "c": -0.9, "d": 0.8, "lo": 0.0, "hi": 4.0},
+        {"a": -1.9, "b": -0.3, "c": -1.2, "d": 1.0, "e": 2.6, "f": -2.6, "lo": 0.0, "hi": 2.0},  # COLOUR_RULE
+    ],
 )
 def test_onnx_export_keeps_the_exposure_and_dynamic_height(exposure, tmp_path):
     ort = pytest.importorskip("onnxruntime")
@@ -201,3 +211,66 @@ def test_spread_term_lifts_the_harder_darkened_of_two_images_with_one_mean():
 def test_gradcheck_with_every_term():
     x = (torch.rand(1, 3, 300, 4, dtype=torch.float64) * 0.4 + 0.05).requires_grad_()  # > one band of rows
     assert torch.autograd.gradcheck(lambda t: adaptive_strength(t, 0.2, -0.3, 0.0, 4.0, c=-0.9, d=0.8), (x,))
+
+
+def test_colour_stats_exact_values_and_what_darkening_does_to_them():
+    from sclle.models.exposure import chroma_spread, colour_stats, mean_saturation
+
+    grey = torch.full((1, 3, 8, 8), 0.4)
+    assert colour_stats(grey)[0].item() == 0.0 and colour_stats(grey)[1].item() == 0.0  # no colour, no NaN
+    two = torch.empty(1, 3, 8, 8)
+    two[0, :, :4] = torch.tensor([0.6, 0.3, 0.3]).view(3, 1, 1)  # reddish rows, then bluish rows
+    two[0, :, 4:] = torch.tensor([0.3, 0.3, 0.6]).view(3, 1, 1)
+    # log(r/g) is log 2 on half the pixels and 0 on the others, log(b/g) the reverse: var = (log 2)^2 / 4 each
+    assert chroma_spread(two).item() == pytest.approx(math.sqrt(2) * math.log(2) / 2, abs=1e-5)
+    assert mean_saturation(two).item() == pytest.approx(0.5, abs=1e-6)
+    torch.manual_seed(0)
+    scene = torch.rand(2, 3, 64, 48) * 0.65 + 0.3  # no channel near a floor, even after the gamma below
+    chroma, saturation = colour_stats(scene)
+    c_gain, s_gain = colour_stats(0.5 * scene)  # a gain changes neither
+    assert torch.allclose(c_gain, chroma, rtol=1e-4) and torch.allclose(s_gain, saturation, rtol=1e-4)
+    assert torch.allclose(chroma_spread(scene**2.5), 2.5 * chroma, rtol=1e-4)  # a gamma scales the spread
+    dark = torch.cat([scene, torch.zeros(2, 3, 64, 48)], dim=2)  # black rows are left out, not averaged in
+    assert torch.allclose(colour_stats(dark)[0], chroma, rtol=1e-4)
+    assert torch.allclose(colour_stats(dark)[1], saturation, rtol=1e-4)
+
+
+def test_colour_stats_in_bands_match_a_direct_computation():
+    from sclle.models.exposure import COLOUR_MIN_LUMA, COLOUR_STRIDE, colour_stats
+
+    torch.manual_seed(1)
+    x = torch.rand(1, 3, 700, 9) ** 2  # several bands after the stride, pixels under the luma floor too
+    sub = x[..., ::COLOUR_STRIDE, ::COLOUR_STRIDE].double()
+    luma = (sub * torch.tensor([0.299, 0.587, 0.114], dtype=torch.float64).view(1, 3, 1, 1)).sum(1)
+    keep = luma[0] >= COLOUR_MIN_LUMA
+    ch = sub[0].clamp_min(1 / 255).log()
+    u, v = (ch[0] - ch[1])[keep], (ch[2] - ch[1])[keep]
+    want_chroma = (u.var(correction=0) + v.var(correction=0)).sqrt()
+    hi, lo = sub[0].amax(0)[keep], sub[0].amin(0)[keep]
+    want_sat = ((hi - lo) / hi.clamp_min(1 / 255)).mean()
+    chroma, sat = colour_stats(x)
+    assert chroma.item() == pytest.approx(want_chroma.item(), abs=1e-4)
+    assert sat.item() == pytest.approx(want_sat.item(), abs=1e-5)
+
+
+def test_colour_terms_in_the_rule_twin_config_and_gradcheck():
+    from sclle.models.exposure import colour_stats, luminance_stats
+
+    kw = {"a": 0.3, "b": -0.4, "c": -0.5, "d": 0.6, "e": 1.2, "f": -0.8, "lo": 0.0, "hi": 4.0}
+    torch.manual_seed(2)
+    x = torch.rand(2, 3, 40, 30) * 0.5
+    mean, high, spread = luminance_stats(x)
+    chroma, sat = colour_stats(x)
+    want = (0.3 - 0.4 * mean - 0.5 * high + 0.6 * spread + 1.2 * chroma - 0.8 * sat).clamp(0.0, 4.0)
+    assert torch.allclose(adaptive_strength(x, **kw), want, atol=1e-6)
+    control = ExposureControl(**kw)
+    assert control.config() == kw and torch.equal(control(x), adaptive_strength(x, **kw))
+    assert "e" not in ExposureControl(**{**kw, "e": 0.0}).config()  # older entries stay as they were
+    y = (torch.rand(1, 3, 300, 4, dtype=torch.float64) * 0.4 + 0.1).requires_grad_()  # > one band
+    assert torch.autograd.gradcheck(lambda t: adaptive_strength(t, **kw), (y,))
+
+
+@pytest.mark.parametrize("bad", [{"a": math.nan}, {"e": math.inf}, {"f": -math.inf}])
+def test_refuses_weights_that_are_not_finite(bad):
+    with pytest.raises(ValueError, match="finite"):
+        ExposureControl(**{**EXPOSURE, **bad})

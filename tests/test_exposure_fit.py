@@ -161,7 +161,7 @@ def test_a_spread_fit_that_picks_zero_writes_no_d():
     assert out["exposure"] == {"a": A0, "b": B0, "c": 0.0, "lo": 0.0, "hi": 2.5}
 
 
-def test_add_spread_fills_old_sweeps_only_from_the_same_pairs():
+def test_add_stats_fills_old_sweeps_only_from_the_same_pairs():
     import importlib.util
     from pathlib import Path
 
@@ -175,12 +175,88 @@ def test_add_spread_fills_old_sweeps_only_from_the_same_pairs():
     images = [torch.rand(1, 3, 16, 16) * k for k in (0.2, 0.6)]
     pairs = [("sice", f"p{i}", x, x) for i, x in enumerate(images)]
     rows = [{"name": n, "logmean": script.stats(x)["logmean"], "psnr": []} for _, n, x, _ in pairs]
-    script.add_spread(rows, iter(pairs))
-    assert [r["logstd"] for r in rows] == [script.stats(x)["logstd"] for x in images]
+    script.add_stats(rows, iter(pairs))
+    for key in ("logstd", "chroma", "saturation"):
+        assert [r[key] for r in rows] == [script.stats(x)[key] for x in images]
     assert rows[0]["logstd"] > 0.0
     with pytest.raises(SystemExit, match="p9 is not p0"):  # another pair under this name
-        script.add_spread([{**rows[0], "name": "p9"}, rows[1]], iter(pairs))
+        script.add_stats([{**rows[0], "name": "p9"}, rows[1]], iter(pairs))
     with pytest.raises(SystemExit, match="not the same image"):  # same name, another image
-        script.add_spread([{**rows[0], "logmean": rows[0]["logmean"] + 0.5}, rows[1]], iter(pairs))
+        script.add_stats([{**rows[0], "logmean": rows[0]["logmean"] + 0.5}, rows[1]], iter(pairs))
     with pytest.raises(SystemExit, match="3 pairs, these settings make 2"):
-        script.add_spread(rows[:1] + rows, iter(pairs))
+        script.add_stats(rows[:1] + rows, iter(pairs))
+
+
+def _colour_rows(s: np.ndarray, n: int = 60) -> list[dict]:
+    """Pairs whose best strength grows with the chroma spread and falls with the saturation."""
+    rng = np.random.default_rng(3)
+    rows = []
+    for i in range(n):
+        r = {
+            "kind": ("sice", "camvid_dark", "camvid_normal")[i % 3],
+            "logmean": float(rng.uniform(-4.0, -1.2)),
+            "loghigh": float(rng.uniform(-1.5, -0.1)),
+            "logstd": float(rng.uniform(0.5, 1.5)),
+            "chroma": float(rng.uniform(0.1, 0.6)),
+            "saturation": float(rng.uniform(0.1, 0.6)),
+        }
+        best = np.clip(-0.4 - 0.3 * r["logmean"] + 1.5 * r["chroma"] - 1.0 * r["saturation"], 0.0, 2.5)
+        r["psnr"], r["ssim"] = (
+            (30.0 - 10.0 * (s - best) ** 2).tolist(),
+            (0.9 - 0.1 * (s - best) ** 2).tolist(),
+        )
+        rows.append(r)
+    return rows
+
+
+def test_fit_terms_recovers_colour_weights_and_beats_the_grid():
+    from sclle.train.exposure_fit import fit_terms
+
+    s = strengths_to(2.5)
+    rows = _colour_rows(s)
+    out = fit_terms(rows, s, ("b", "e", "f"), hi=2.5)
+    ex = out["exposure"]
+    assert ex["b"] == pytest.approx(-0.3, abs=0.05) and ex["c"] == 0.0 and "d" not in ex
+    assert ex["e"] == pytest.approx(1.5, abs=0.15) and ex["f"] == pytest.approx(-1.0, abs=0.15)
+    assert out["with_fit"]["sice"]["psnr"] > 29.9  # near the peak of every pair
+    grid = fit(rows, s, hi=2.5, a_min=-3.0, b_min=-1.0, c_min=-1.0)  # the luminance rule cannot
+    assert grid["with_fit"]["sice"]["psnr"] < out["with_fit"]["sice"]["psnr"] - 0.5
+    ExposureControl(**ex)
+    assert fit_terms(rows, s, ("b", "e", "f"), hi=2.5) == out  # seeded: the same numbers every time
+
+
+def test_fit_terms_keeps_the_signs_and_refuses_what_it_cannot_fit():
+    from sclle.train.exposure_fit import fit_terms
+
+    s = strengths_to(2.5)
+    rows = _rows(s)
+    for r in rows:  # best strength now *grows* with the brightness: the sign bound must hold b at 0
+        best = np.clip(2.0 + 0.5 * r["logmean"], 0.0, 2.5)
+        r["psnr"], r["ssim"] = (
+            (30.0 - 10.0 * (s - best) ** 2).tolist(),
+            (0.9 - 0.1 * (s - best) ** 2).tolist(),
+        )
+    out = fit_terms(rows, s, ("b",), hi=2.5)
+    assert out["exposure"]["b"] == 0.0
+    ExposureControl(**out["exposure"])
+    with pytest.raises(ValueError, match="terms must be"):
+        fit_terms(rows, s, ("z",), hi=2.5)
+    with pytest.raises(ValueError, match="lack"):
+        fit_terms(rows, s, ("b", "e"), hi=2.5)  # these rows have no chroma statistic
+    with pytest.raises(ValueError, match="above the sweep"):
+        fit_terms(rows, s, ("b",), hi=3.0)
+
+
+def test_cross_validation_prefers_the_terms_the_rows_were_built_from():
+    from sclle.train.exposure_fit import cross_validate
+
+    s = strengths_to(2.5)
+    rows = _colour_rows(s)
+    right = cross_validate(rows, s, ("b", "e", "f"), hi=2.5)
+    wrong = cross_validate(rows, s, ("b", "c"), hi=2.5)
+    assert right["objective"] > wrong["objective"] + 1.0
+    assert right["held_out"]["sice"]["psnr"] > max(
+        28.0, wrong["held_out"]["sice"]["psnr"]
+    )  # near the peak (30)
+    with pytest.raises(ValueError, match="folds"):
+        cross_validate(rows, s, ("b",), hi=2.5, folds=1)

@@ -66,7 +66,7 @@ class DCENet(Enhancer):
     :func:`apply_curves`) for the enhanced image. Keeping the two apart lets fast mode estimate
     curves on a small copy and apply them at full resolution.
 
-    ``exposure`` (``{"a", "b", "c", "lo", "hi"}`` and optionally ``"d"``, :mod:`sclle.models.exposure`) scales
+    ``exposure`` (``{"a", "b", "c", "lo", "hi"}`` and optionally ``"d"``, ``"e"``, ``"f"``, :mod:`sclle.models.exposure`) scales
     each image's curve maps by a strength chosen from its luminance statistics; ``None`` is the paper's network.
     """
 

@@ -8,6 +8,10 @@ over the kinds of pairs, optionally minus ``niqe_weight`` times the outputs' NIQ
 term: PSNR against a fused or original reference says nothing about how natural a lifted shadow looks,
 docs/results.md). The sweep is kept (a JSON of rows), so a different grid or cap is a refit in
 seconds, not a new sweep.
+
+:func:`fit_terms` fits the same objective over any of the rule's terms, the colour ones included, by a
+bounded Powell search (a grid over six weights would be too large): signs as :class:`ExposureControl`
+requires them, restarts from a fixed seed, so a refit gives the same numbers.
 """
 
 from __future__ import annotations
@@ -17,6 +21,19 @@ from collections.abc import Sequence
 import numpy as np
 
 from sclle.models.exposure import MAX_STRENGTH
+
+#: The rule's terms: weight name -> (the statistic a sweep row holds, the sign the weight must have: -1 for
+#: <= 0, +1 for >= 0, 0 for either), as :class:`sclle.models.exposure.ExposureControl` checks them.
+TERMS = {
+    "b": ("logmean", -1),
+    "c": ("loghigh", -1),
+    "d": ("logstd", +1),
+    "e": ("chroma", 0),
+    "f": ("saturation", 0),
+}
+#: Penalty on the squared weights of the standardised statistics: keeps the search away from rules that
+#: lean on tiny differences between correlated statistics (it costs < 0.01 of the objective on real sweeps).
+RIDGE = 1e-3
 
 #: Kinds of training pairs: SICE frames against the scene's fusion, darkened CamVid, untouched CamVid.
 KINDS = ("sice", "camvid_dark", "camvid_normal")
@@ -157,3 +174,164 @@ def fit(
         "at_strength_1": table(np.ones(len(rows))),
         "with_fit": table(fitted),
     }
+
+
+def fit_terms(
+    rows: Sequence[dict],
+    strengths: np.ndarray,
+    terms: Sequence[str] = ("b", "c", "d", "e", "f"),
+    *,
+    normal_weight: float = 0.25,
+    sice_weight: float = 1.0,
+    hi: float = 1.5,
+    niqe_weight: float = 0.0,
+    restarts: int = 6,
+    seed: int = 0,
+) -> dict:
+    """Best ``a`` and weights of ``terms`` (names of :data:`TERMS`) for the objective of :func:`fit`.
+
+    The statistics are standardised over the rows and the search runs on their weights with the signs of
+    :data:`TERMS` as bounds (so the result always builds an :class:`ExposureControl`), from zero weights and
+    ``restarts - 1`` seeded random starts, with a :data:`RIDGE` penalty. Returns the same fields as
+    :func:`fit` (``at_edge`` empty: there is no grid), weights rounded to 3 decimals and scored as rounded.
+    """
+    from scipy.optimize import minimize
+
+    unknown = [k for k in terms if k not in TERMS]
+    if unknown or not terms:
+        raise ValueError(f"terms must be some of {sorted(TERMS)}, got {list(terms)}")
+    if not 0.0 < hi <= MAX_STRENGTH:
+        raise ValueError(f"hi must be in (0, {MAX_STRENGTH:g}], got {hi}")
+    S = np.asarray(strengths, dtype=float)
+    if hi > S[-1] + 1e-9:
+        raise ValueError(f"hi={hi} is above the sweep's largest strength {S[-1]:g}: sweep further")
+    missing = sorted({TERMS[k][0] for k in terms for r in rows if TERMS[k][0] not in r})
+    if missing:
+        raise ValueError(f"the sweep's rows lack {missing}: refill them (scripts/fit_exposure.py --rows)")
+    # strength 1 everywhere (a = 1, b = c = 0): fit()'s checks of the rows, and the baseline table
+    ones = fit(rows, S, normal_weight=normal_weight, sice_weight=sice_weight, hi=hi, a_min=1.0, b_min=0.0,
+               c_min=0.0, niqe_weight=niqe_weight)  # fmt: skip
+    kind = np.array([r["kind"] for r in rows])
+    P = np.minimum(np.array([r["psnr"] for r in rows]), PSNR_CAP)
+    Q = np.array([r["ssim"] for r in rows])
+    G = P + 20 * Q
+    if niqe_weight > 0:
+        G = G - niqe_weight * np.array([r["niqe"] for r in rows], dtype=float)
+    weights = {"sice": sice_weight, "camvid_dark": 1.0, "camvid_normal": normal_weight}
+    row_w = np.array([weights[k] / (kind == k).sum() for k in kind])
+    X = np.array([[r[TERMS[k][0]] for k in terms] for r in rows], dtype=float)
+    mu, sd = X.mean(axis=0), X.std(axis=0)
+    sd[sd == 0] = 1.0
+    Z = (X - mu) / sd
+    r_idx = np.arange(len(rows))
+
+    def score(s: np.ndarray) -> float:
+        s = np.clip(s, S[0], S[-1])
+        j = np.clip(np.searchsorted(S, s) - 1, 0, len(S) - 2)
+        w = (s - S[j]) / (S[j + 1] - S[j])
+        return float(((G[r_idx, j] * (1 - w) + G[r_idx, j + 1] * w) * row_w).sum())
+
+    def loss(theta: np.ndarray) -> float:
+        return -score(np.clip(theta[0] + Z @ theta[1:], 0.0, hi)) + RIDGE * float((theta[1:] ** 2).sum())
+
+    bounds = [(-10.0, 10.0)] + [
+        {-1: (-10.0, 0.0), +1: (0.0, 10.0), 0: (-10.0, 10.0)}[TERMS[k][1]] for k in terms
+    ]
+    rng = np.random.default_rng(seed)
+    best = None
+    for i in range(max(1, restarts)):
+        start = np.r_[1.0, np.zeros(len(terms))]
+        if i:
+            start[1:] = [
+                np.clip(v, lo, up)
+                for v, (lo, up) in zip(rng.normal(0, 0.3, len(terms)), bounds[1:], strict=True)
+            ]
+        res = minimize(loss, start, method="Powell", bounds=bounds,
+                       options={"maxiter": 20000, "xtol": 1e-4, "ftol": 1e-8})  # fmt: skip
+        if best is None or res.fun < best.fun:
+            best = res
+    theta = best.x
+    raw = theta[1:] / sd
+    values = {
+        k: round(float(v), 3) + 0.0 for k, v in zip(terms, raw, strict=True)
+    }  # + 0.0: no -0.0 in the entry
+    a = round(float(theta[0] - (raw * mu).sum()), 3) + 0.0
+    exposure = {"a": a, "b": values.get("b", 0.0), "c": values.get("c", 0.0), "lo": 0.0, "hi": float(hi)}
+    exposure.update({k: values[k] for k in ("d", "e", "f") if values.get(k)})
+    fitted = np.clip(a + X @ np.array([values[k] for k in terms]), 0.0, hi)
+    return {
+        "exposure": exposure,
+        "terms": list(terms),
+        "at_edge": [],
+        "normal_weight": normal_weight,
+        "sice_weight": sice_weight,
+        "niqe_weight": niqe_weight,
+        "at_strength_1": ones["at_strength_1"],
+        "with_fit": _table(rows, S, fitted),
+    }
+
+
+def _table(rows: Sequence[dict], strengths: np.ndarray, s: np.ndarray) -> dict:
+    """Per kind: mean PSNR / SSIM (and NIQE where the sweep has it) at the strengths ``s`` of the rows."""
+    S = np.asarray(strengths, dtype=float)
+    kind = np.array([r["kind"] for r in rows])
+    P = np.minimum(np.array([r["psnr"] for r in rows]), PSNR_CAP)
+    Q = np.array([r["ssim"] for r in rows])
+    has_niqe = all("niqe" in r for r in rows)
+    N = np.array([r["niqe"] for r in rows], dtype=float) if has_niqe else np.zeros_like(P)
+    s = np.clip(s, S[0], S[-1])
+    j = np.clip(np.searchsorted(S, s) - 1, 0, len(S) - 2)
+    w = (s - S[j]) / (S[j + 1] - S[j])
+    r = np.arange(len(rows))
+    p, q, n = ((M[r, j] * (1 - w) + M[r, j + 1] * w) for M in (P, Q, N))
+    out = {}
+    for k in KINDS:
+        m = kind == k
+        if not m.any():
+            continue
+        out[k] = {
+            "psnr": round(float(p[m].mean()), 3),
+            "ssim": round(float(q[m].mean()), 4),
+            "n": int(m.sum()),
+        }
+        if has_niqe:
+            ok = n[m][np.isfinite(n[m])]
+            out[k]["niqe"] = round(float(ok.mean()), 3) if ok.size else None
+    return out
+
+
+def cross_validate(
+    rows: Sequence[dict],
+    strengths: np.ndarray,
+    terms: Sequence[str],
+    *,
+    folds: int = 5,
+    seed: int = 0,
+    restarts: int = 3,
+    **kwargs,
+) -> dict:
+    """``folds``-fold cross-validation of :func:`fit_terms`: each row scored by a rule fitted without it.
+
+    Returns the objective of :func:`fit` on the held-out strengths (``objective``: the weighted sum over kinds
+    of mean PSNR + 20 SSIM, higher is better) and the per-kind table, so sets of terms can be compared on
+    training data before any of them is scored on the scorecard. ``kwargs`` go to :func:`fit_terms`.
+    """
+    if folds < 2 or folds > len(rows):
+        raise ValueError(f"folds must be in [2, {len(rows)}], got {folds}")
+    hi = kwargs.get("hi", 1.5)
+    fold = np.random.default_rng(seed).permutation(len(rows)) % folds
+    held = np.zeros(len(rows))
+    for k in range(folds):
+        train = [rows[i] for i in np.where(fold != k)[0]]
+        ex = fit_terms(train, strengths, terms, restarts=restarts, **kwargs)["exposure"]
+        for i in np.where(fold == k)[0]:
+            s = ex["a"] + sum(ex.get(t, 0.0) * rows[i][TERMS[t][0]] for t in TERMS if ex.get(t, 0.0))
+            held[i] = min(max(s, 0.0), hi)
+    table = _table(rows, strengths, held)
+    weights = {
+        "sice": kwargs.get("sice_weight", 1.0),
+        "camvid_dark": 1.0,
+        "camvid_normal": kwargs.get("normal_weight", 0.25),
+    }
+    objective = sum(weights[k] * (v["psnr"] + 20 * v["ssim"]) for k, v in table.items())
+    return {"terms": list(terms), "folds": folds, "objective": round(float(objective), 3), "held_out": table}
