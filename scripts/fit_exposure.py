@@ -201,41 +201,20 @@ def main() -> None:
         pairs = training_pairs(args.data_root, args.scenes, args.camvid_dark, args.camvid_normal, args.seed)
         strengths = strengths_to(args.max_strength)
         rows = sweep(net.eval(), pairs, strengths, with_niqe=not args.no_niqe)
+    weights = {
+        "normal_weight": args.normal_weight,
+        "sice_weight": args.sice_weight,
+        "hi": args.hi,
+        "niqe_weight": args.niqe_weight,
+    }
     if args.terms:
-        fitted = fit_terms(
-            rows,
-            strengths,
-            [k.strip() for k in args.terms.split(",")],
-            normal_weight=args.normal_weight,
-            sice_weight=args.sice_weight,
-            hi=args.hi,
-            niqe_weight=args.niqe_weight,
-        )
+        terms = [k.strip() for k in args.terms.split(",")]
+        fitted = fit_terms(rows, strengths, terms, **weights)
+        if args.cv:
+            fitted["cross_validation"] = cross_validate(rows, strengths, terms, folds=args.cv, **weights)
     else:
-        fitted = fit(
-            rows,
-            strengths,
-            normal_weight=args.normal_weight,
-            sice_weight=args.sice_weight,
-            hi=args.hi,
-            a_min=args.a_min,
-            b_min=args.b_min,
-            c_min=args.c_min,
-            d_max=args.d_max,
-            niqe_weight=args.niqe_weight,
-        )
-    if args.terms and args.cv:
-        cv = cross_validate(
-            rows,
-            strengths,
-            [k.strip() for k in args.terms.split(",")],
-            folds=args.cv,
-            normal_weight=args.normal_weight,
-            sice_weight=args.sice_weight,
-            hi=args.hi,
-            niqe_weight=args.niqe_weight,
-        )
-        fitted["cross_validation"] = cv
+        grid = {"a_min": args.a_min, "b_min": args.b_min, "c_min": args.c_min, "d_max": args.d_max}
+        fitted = fit(rows, strengths, **weights, **grid)
     pairs_made_with = {k: getattr(args, k) for k in ("scenes", "camvid_dark", "camvid_normal", "seed")}
     result = {"model": args.model, **fitted, "pairs": len(rows), "pairs_made_with": pairs_made_with}
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -50,6 +50,15 @@ def strengths_to(max_strength: float = 2.5) -> np.ndarray:
     return np.round(np.arange(0.0, max_strength + STEP / 2, STEP), 2)
 
 
+def _interp(S: np.ndarray, s: np.ndarray, *mats: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Each matrix's score of each row at strengths ``s`` (..., rows), linear between the swept ``S``."""
+    s = np.clip(s, S[0], S[-1])
+    j = np.clip(np.searchsorted(S, s) - 1, 0, len(S) - 2)
+    w = (s - S[j]) / (S[j + 1] - S[j])
+    r = np.arange(s.shape[-1])
+    return tuple(M[r, j] * (1 - w) + M[r, j + 1] * w for M in mats)
+
+
 def _grid(lo: float, hi: float) -> np.ndarray:
     return np.round(np.arange(lo, hi + STEP / 2, STEP), 2)
 
@@ -120,29 +129,12 @@ def fit(
     for k in present:
         row_w[kind == k] = weights[k] / (kind == k).sum()
     G = G * row_w[:, None]
-    r = np.arange(len(rows))
 
     def at(s: np.ndarray, *mats: np.ndarray) -> tuple[np.ndarray, ...]:
-        """Each matrix's score of each row at strengths ``s`` (..., rows), linear between the swept ones."""
-        s = np.clip(s, S[0], S[-1])
-        j = np.clip(np.searchsorted(S, s) - 1, 0, len(S) - 2)
-        w = (s - S[j]) / (S[j + 1] - S[j])
-        return tuple(M[r, j] * (1 - w) + M[r, j + 1] * w for M in mats)
+        return _interp(S, s, *mats)
 
     def table(s: np.ndarray) -> dict:
-        p, q, n = at(s, P, Q, N)
-        out = {}
-        for k in present:
-            m = kind == k
-            out[k] = {
-                "psnr": round(float(p[m].mean()), 3),
-                "ssim": round(float(q[m].mean()), 4),
-                "n": int(m.sum()),
-            }
-            if has_niqe:
-                ok = n[m][np.isfinite(n[m])]
-                out[k]["niqe"] = round(float(ok.mean()), 3) if ok.size else None
-        return out
+        return _table(rows, S, s)
 
     grids = {"a": _grid(a_min, 1.0), "b": _grid(b_min, 0.0), "c": _grid(c_min, 0.0), "d": _grid(0.0, d_max)}
     best = (-np.inf, 0.0, 0.0, 0.0, 0.0)
@@ -223,13 +215,9 @@ def fit_terms(
     mu, sd = X.mean(axis=0), X.std(axis=0)
     sd[sd == 0] = 1.0
     Z = (X - mu) / sd
-    r_idx = np.arange(len(rows))
 
     def score(s: np.ndarray) -> float:
-        s = np.clip(s, S[0], S[-1])
-        j = np.clip(np.searchsorted(S, s) - 1, 0, len(S) - 2)
-        w = (s - S[j]) / (S[j + 1] - S[j])
-        return float(((G[r_idx, j] * (1 - w) + G[r_idx, j + 1] * w) * row_w).sum())
+        return float((_interp(S, s, G)[0] * row_w).sum())
 
     def loss(theta: np.ndarray) -> float:
         return -score(np.clip(theta[0] + Z @ theta[1:], 0.0, hi)) + RIDGE * float((theta[1:] ** 2).sum())
@@ -279,11 +267,7 @@ def _table(rows: Sequence[dict], strengths: np.ndarray, s: np.ndarray) -> dict:
     Q = np.array([r["ssim"] for r in rows])
     has_niqe = all("niqe" in r for r in rows)
     N = np.array([r["niqe"] for r in rows], dtype=float) if has_niqe else np.zeros_like(P)
-    s = np.clip(s, S[0], S[-1])
-    j = np.clip(np.searchsorted(S, s) - 1, 0, len(S) - 2)
-    w = (s - S[j]) / (S[j + 1] - S[j])
-    r = np.arange(len(rows))
-    p, q, n = ((M[r, j] * (1 - w) + M[r, j + 1] * w) for M in (P, Q, N))
+    p, q, n = _interp(S, np.asarray(s, dtype=float), P, Q, N)
     out = {}
     for k in KINDS:
         m = kind == k
