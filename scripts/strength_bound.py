@@ -31,7 +31,7 @@ def sweep(model: str, data_root: Path, limit: int, out: Path) -> None:
     import torch
     from tqdm.auto import tqdm
 
-    from sclle.evaluate.suite import _protocols
+    from sclle.evaluate.suite import scorecard_protocols
     from sclle.metrics import create
     from sclle.models.base import apply_le_curves, scale_curves
     from sclle.models.exposure import colour_stats, luminance_stats
@@ -42,7 +42,8 @@ def sweep(model: str, data_root: Path, limit: int, out: Path) -> None:
     net.eval()
     psnr, ssim, niqe = create("psnr"), create("ssim"), create("niqe")
     rows = []
-    for p in _protocols(data_root, out.parent, False, limit, []):
+    protocols, _ = scorecard_protocols(data_root, out.parent, limit)
+    for p in protocols:
         if p.name == "CamVid-normal":
             continue
         for item in tqdm(p.dataset.items(p.limit), desc=p.name):

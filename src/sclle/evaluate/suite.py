@@ -157,6 +157,18 @@ def _protocols(
     return protos
 
 
+def scorecard_protocols(
+    data_root: Path, out: Path, limit: int | None = None, *, quick: bool = False, lpips: bool = False
+) -> tuple[list[Protocol], list[str]]:
+    """The scorecard's protocols (dataset, metrics, image limit each) and notes on the data not found.
+
+    For analyses that score something other than a method on the scorecard's very images
+    (``scripts/strength_bound.py``); ``out`` receives the SICE pairs built from the held-out scenes.
+    """
+    notes: list[str] = []
+    return _protocols(data_root, out, quick, limit, notes, lpips=lpips), notes
+
+
 #: Metrics scored per image but shown as another column: the well-exposed protocol's MSE is shown as the
 #: *pooled* PSNR (of the mean MSE over its images). A mean of per-image PSNRs is ``inf`` as soon as one photo
 #: comes back unchanged, and then hides how much the others were changed.
