@@ -63,6 +63,43 @@ def _grid(lo: float, hi: float) -> np.ndarray:
     return np.round(np.arange(lo, hi + STEP / 2, STEP), 2)
 
 
+def _kind_weights(sice_weight: float, normal_weight: float) -> dict[str, float]:
+    """Weight of each kind of pair in the objective (darkened CamVid weighs 1)."""
+    return {"sice": sice_weight, "camvid_dark": 1.0, "camvid_normal": normal_weight}
+
+
+def _objective(
+    rows: Sequence[dict], S: np.ndarray, *, normal_weight: float, sice_weight: float, niqe_weight: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """The checked sweep's objective: each row's ``PSNR + 20 SSIM - niqe_weight * NIQE`` at each swept strength
+    (rows, strengths), and each row's weight (its kind's weight over the kind's size)."""
+    P = np.minimum(np.array([r["psnr"] for r in rows]), PSNR_CAP)
+    Q = np.array([r["ssim"] for r in rows])
+    if P.shape != (len(rows), len(S)) or Q.shape != P.shape:
+        raise ValueError(f"rows hold {P.shape[-1]} scores each, the sweep has {len(S)} strengths")
+    if not (np.isfinite(Q).all() and not np.isnan(P).any()):  # PSNR may be +inf (capped above), never NaN
+        raise ValueError("the sweep holds NaN PSNR or non-finite SSIM scores")
+    if niqe_weight < 0:
+        raise ValueError(f"niqe_weight must be >= 0, got {niqe_weight}")
+    if min(normal_weight, sice_weight) < 0:
+        raise ValueError(f"kind weights must be >= 0, got {normal_weight=}, {sice_weight=}")
+    has_niqe = all("niqe" in r for r in rows)
+    if niqe_weight > 0 and not has_niqe:
+        raise ValueError(
+            "niqe_weight > 0 needs a sweep with NIQE scores (rerun scripts/fit_exposure.py without --rows)"
+        )
+    N = np.array([r["niqe"] for r in rows], dtype=float) if has_niqe else np.zeros_like(P)
+    if N.shape != P.shape:
+        raise ValueError(f"rows hold {N.shape[-1]} NIQE scores each, the sweep has {len(S)} strengths")
+    if niqe_weight > 0 and not np.isfinite(N).all():
+        raise ValueError(f"{int((~np.isfinite(N)).sum())} NIQE scores of the sweep are not finite")
+    G = P + 20 * Q - (niqe_weight * N if niqe_weight > 0 else 0.0)  # unused NIQE (NaN or not) never enters
+    kind = np.array([r["kind"] for r in rows])
+    weights = _kind_weights(sice_weight, normal_weight)
+    row_w = np.array([weights[k] / (kind == k).sum() for k in kind])
+    return G, row_w
+
+
 def fit(
     rows: Sequence[dict],
     strengths: np.ndarray,
@@ -93,41 +130,16 @@ def fit(
         raise ValueError(f"hi must be in [0, {MAX_STRENGTH:g}], got {hi}")
     if hi > S[-1] + 1e-9:
         raise ValueError(f"hi={hi} is above the sweep's largest strength {S[-1]:g}: sweep further")
-    if min(normal_weight, sice_weight) < 0:
-        raise ValueError(f"kind weights must be >= 0, got {normal_weight=}, {sice_weight=}")
     if d_max < 0:
         raise ValueError(f"d_max must be >= 0, got {d_max}")
     if d_max > 0 and not all("logstd" in r for r in rows):
         raise ValueError("d_max > 0 needs rows with the log-luminance spread ('logstd'): rerun the sweep")
-    kind = np.array([r["kind"] for r in rows])
     lm = np.array([r["logmean"] for r in rows])
     lh = np.array([r["loghigh"] for r in rows])
     ls = np.array([r["logstd"] for r in rows]) if d_max > 0 else np.zeros(len(rows))
-    P = np.minimum(np.array([r["psnr"] for r in rows]), PSNR_CAP)
-    Q = np.array([r["ssim"] for r in rows])
-    if P.shape != (len(rows), len(S)) or Q.shape != P.shape:
-        raise ValueError(f"rows hold {P.shape[-1]} scores each, the sweep has {len(S)} strengths")
-    if not (np.isfinite(Q).all() and not np.isnan(P).any()):  # PSNR may be +inf (capped above), never NaN
-        raise ValueError("the sweep holds NaN PSNR or non-finite SSIM scores")
-    if niqe_weight < 0:
-        raise ValueError(f"niqe_weight must be >= 0, got {niqe_weight}")
-    has_niqe = all("niqe" in r for r in rows)
-    if niqe_weight > 0 and not has_niqe:
-        raise ValueError(
-            "niqe_weight > 0 needs a sweep with NIQE scores (rerun scripts/fit_exposure.py without --rows)"
-        )
-    N = np.array([r["niqe"] for r in rows], dtype=float) if has_niqe else np.zeros_like(P)
-    if N.shape != P.shape:
-        raise ValueError(f"rows hold {N.shape[-1]} NIQE scores each, the sweep has {len(S)} strengths")
-    if niqe_weight > 0 and not np.isfinite(N).all():
-        raise ValueError(f"{int((~np.isfinite(N)).sum())} NIQE scores of the sweep are not finite")
-    weights = {"sice": sice_weight, "camvid_dark": 1.0, "camvid_normal": normal_weight}
-    present = [k for k in KINDS if (kind == k).any()]
-    # the objective's matrix: each row's weighted score at each swept strength, divided by its kind's size
-    G = P + 20 * Q - (niqe_weight * N if niqe_weight > 0 else 0.0)  # unused NIQE (NaN or not) never enters
-    row_w = np.zeros(len(rows))
-    for k in present:
-        row_w[kind == k] = weights[k] / (kind == k).sum()
+    G, row_w = _objective(
+        rows, S, normal_weight=normal_weight, sice_weight=sice_weight, niqe_weight=niqe_weight
+    )
     G = G * row_w[:, None]
 
     def at(s: np.ndarray, *mats: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -200,17 +212,9 @@ def fit_terms(
     missing = sorted({TERMS[k][0] for k in terms for r in rows if TERMS[k][0] not in r})
     if missing:
         raise ValueError(f"the sweep's rows lack {missing}: refill them (scripts/fit_exposure.py --rows)")
-    # strength 1 everywhere (a = 1, b = c = 0): fit()'s checks of the rows, and the baseline table
-    ones = fit(rows, S, normal_weight=normal_weight, sice_weight=sice_weight, hi=hi, a_min=1.0, b_min=0.0,
-               c_min=0.0, niqe_weight=niqe_weight)  # fmt: skip
-    kind = np.array([r["kind"] for r in rows])
-    P = np.minimum(np.array([r["psnr"] for r in rows]), PSNR_CAP)
-    Q = np.array([r["ssim"] for r in rows])
-    G = P + 20 * Q
-    if niqe_weight > 0:
-        G = G - niqe_weight * np.array([r["niqe"] for r in rows], dtype=float)
-    weights = {"sice": sice_weight, "camvid_dark": 1.0, "camvid_normal": normal_weight}
-    row_w = np.array([weights[k] / (kind == k).sum() for k in kind])
+    G, row_w = _objective(
+        rows, S, normal_weight=normal_weight, sice_weight=sice_weight, niqe_weight=niqe_weight
+    )
     X = np.array([[r[TERMS[k][0]] for k in terms] for r in rows], dtype=float)
     mu, sd = X.mean(axis=0), X.std(axis=0)
     sd[sd == 0] = 1.0
@@ -254,7 +258,7 @@ def fit_terms(
         "normal_weight": normal_weight,
         "sice_weight": sice_weight,
         "niqe_weight": niqe_weight,
-        "at_strength_1": ones["at_strength_1"],
+        "at_strength_1": _table(rows, S, np.ones(len(rows))),
         "with_fit": _table(rows, S, fitted),
     }
 
@@ -312,10 +316,6 @@ def cross_validate(
             s = ex["a"] + sum(ex.get(t, 0.0) * rows[i][TERMS[t][0]] for t in TERMS if ex.get(t, 0.0))
             held[i] = min(max(s, 0.0), hi)
     table = _table(rows, strengths, held)
-    weights = {
-        "sice": kwargs.get("sice_weight", 1.0),
-        "camvid_dark": 1.0,
-        "camvid_normal": kwargs.get("normal_weight", 0.25),
-    }
+    weights = _kind_weights(kwargs.get("sice_weight", 1.0), kwargs.get("normal_weight", 0.25))
     objective = sum(weights[k] * (v["psnr"] + 20 * v["ssim"]) for k, v in table.items())
     return {"terms": list(terms), "folds": folds, "objective": round(float(objective), 3), "held_out": table}
