@@ -37,9 +37,10 @@ from sclle.data.pool_builder import training_scenes
 from sclle.imageio import read_image, to_tensor
 from sclle.metrics import create
 from sclle.models.base import apply_le_curves, scale_curves
+from sclle.models.chroma import keep_chroma
 from sclle.models.exposure import colour_stats, luminance_stats
 from sclle.models.registry import load_weights
-from sclle.train.exposure_fit import TERMS, cross_validate, fit, fit_terms, strengths_to
+from sclle.train.exposure_fit import TERMS, cross_validate, fit, fit_terms, grid_objective, strengths_to
 
 
 def _half(t: torch.Tensor) -> torch.Tensor:
@@ -107,6 +108,25 @@ def sweep(net, pairs, strengths: np.ndarray, progress: bool = True, with_niqe: b
                 row["niqe"] = [float(niqe(apply_le_curves(xn, scale_curves(cn, float(s))).clamp(0, 1)))
                                for s in strengths]  # fmt: skip
         rows.append(row)
+    return rows
+
+
+def chroma_sweep(net, pairs, ks: list[float], progress: bool = True) -> list[dict]:
+    """Per pair: PSNR/SSIM (half resolution) at each chroma-keeping weight in ``ks``, at the model's own
+    per-image strength (its exposure rule; 1 without one)."""
+    from tqdm.auto import tqdm
+
+    psnr, ssim = create("psnr"), create("ssim")
+    rows = []
+    for kind, name, x, ref in tqdm(pairs, desc="chroma", unit="pair", disable=not progress):
+        with torch.no_grad():
+            s = net.image_strength(x)
+            s = 1.0 if s is None else s.view(-1, 1, 1, 1)
+            xs, rs = _half(x), _half(ref)
+            y = apply_le_curves(xs, scale_curves(_half(net(x)), s))
+            outs = [keep_chroma(xs, y, k) for k in ks]
+        rows.append({"kind": kind, "name": name, "psnr": [float(psnr(o, rs)) for o in outs],
+                     "ssim": [float(ssim(o, rs)) for o in outs]})  # fmt: skip
     return rows
 
 
@@ -178,10 +198,28 @@ def main() -> None:
     )
     ap.add_argument("--max-strength", type=float, default=2.5, help="sweep strengths 0 .. this")
     ap.add_argument("--rows", type=Path, help="refit the sweep of an earlier --out file (no network run)")
+    ap.add_argument(
+        "--chroma",
+        help="instead of an exposure fit: score these chroma-keeping weights (comma-separated, in [0, 1]) at the "
+        "model's own strengths and print the best by the same objective (sclle.models.chroma)",
+    )
     ap.add_argument("--out", type=Path, default=Path("reports/exposure_fit.json"))
     args = ap.parse_args()
     if args.niqe_weight > 0 and args.no_niqe and args.rows is None:
         ap.error("--niqe-weight needs the NIQE scores that --no-niqe leaves out")
+    if args.chroma:
+        ks = [float(v) for v in args.chroma.split(",")]
+        net, _ = load_weights(args.model)
+        if getattr(net, "chroma", None) is not None:
+            net.chroma = None  # score the curves' own output, then each weight on it
+        pairs = training_pairs(args.data_root, args.scenes, args.camvid_dark, args.camvid_normal, args.seed)
+        rows = chroma_sweep(net.eval(), pairs, ks)
+        result = {"model": args.model, "chroma": ks,
+                  **grid_objective(rows, ks, normal_weight=args.normal_weight, sice_weight=args.sice_weight)}  # fmt: skip
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(args.out, json.dumps({**result, "rows": rows}))
+        print(json.dumps(result, indent=1))
+        return
     if args.rows is not None:
         earlier = json.loads(args.rows.read_text())
         rows, strengths = earlier["rows"], np.asarray(earlier.get("strengths", strengths_to(2.5)))

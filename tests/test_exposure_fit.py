@@ -260,3 +260,20 @@ def test_cross_validation_prefers_the_terms_the_rows_were_built_from():
     )  # near the peak (30)
     with pytest.raises(ValueError, match="folds"):
         cross_validate(rows, s, ("b",), hi=2.5, folds=1)
+
+
+def test_grid_objective_picks_the_setting_the_kinds_agree_on():
+    from sclle.train.exposure_fit import grid_objective
+
+    grid = [0.0, 0.5, 1.0]
+    rows = [
+        {"kind": "sice", "name": "s", "psnr": [18.0, 19.0, 17.0], "ssim": [0.80, 0.80, 0.80]},
+        {"kind": "camvid_dark", "name": "d", "psnr": [20.0, 20.0, 18.0], "ssim": [0.88, 0.87, 0.85]},
+        {"kind": "camvid_normal", "name": "n", "psnr": [float("inf")] * 3, "ssim": [1.0, 1.0, 1.0]},
+    ]
+    out = grid_objective(rows, grid)
+    assert out["best"] == 0.5  # +1 dB on SICE outweighs -0.2 (20 x 0.01) on darkened CamVid
+    assert out["objective"]["0.5"] > out["objective"]["0"] > out["objective"]["1"]
+    assert out["table"]["0.5"]["sice"]["psnr"] == 19.0 and out["table"]["1"]["camvid_dark"]["ssim"] == 0.85
+    with pytest.raises(ValueError, match="strengths"):
+        grid_objective(rows, [0.0, 1.0])  # the rows do not match the grid

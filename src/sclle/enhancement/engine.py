@@ -406,8 +406,10 @@ class Engine:
             repeats=int(getattr(net, "curve_repeats", 1)),
         )  # fmt: skip
         if tile is not None and x.device.type == "cpu":  # large: maps made and applied band by band
-            return banded_upsample_apply(x, small, params_of, band=max(64, tile // 2), halo=self.halo, **kw)
-        return upsample_apply_curves(x, params_of(small), **kw)
+            y = banded_upsample_apply(x, small, params_of, band=max(64, tile // 2), halo=self.halo, **kw)
+        else:
+            y = upsample_apply_curves(x, params_of(small), **kw)
+        return net.finish(x, y)
 
     def curves(self, x: torch.Tensor) -> torch.Tensor:
         """Full-resolution params (strength applied for curve maps) for ``x``; for analysis and tests."""

@@ -75,6 +75,13 @@ class Enhancer(nn.Module):
         """
         return None
 
+    def finish(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The pointwise step :meth:`apply` runs after the curves (may write into ``y``); identity here.
+
+        Paths that apply the curves themselves (the engine's fused fast mode) call it on their output.
+        """
+        return y
+
     def enhance(self, x: torch.Tensor, *, strength: float | torch.Tensor = 1.0) -> torch.Tensor:
         """The released arithmetic: params at the native scale, applied at full resolution."""
         auto = self.image_strength(x)

@@ -13,6 +13,7 @@ from torch import nn
 
 from sclle.core.weights import WeightsEntry, flush_subnormals_
 from sclle.models.base import Enhancer, apply_le_curves, build, downscale, scale_curves
+from sclle.models.chroma import KeepChroma, keep_chroma_
 from sclle.models.exposure import ExposureControl
 
 __all__ = ["DCENet", "apply_curves", "ApplyCurves", "dce_net", "flush_subnormals_", "WEIGHTS"]
@@ -68,6 +69,8 @@ class DCENet(Enhancer):
 
     ``exposure`` (``{"a", "b", "c", "lo", "hi"}`` and optionally ``"d"``, ``"e"``, ``"f"``, :mod:`sclle.models.exposure`) scales
     each image's curve maps by a strength chosen from its luminance statistics; ``None`` is the paper's network.
+    ``chroma_keep`` (``k`` in [0, 1], :mod:`sclle.models.chroma`) restores that fraction of the input's colour
+    ratios after the curves; 0 (the paper) leaves the curves' output as it is.
     """
 
     arch = "dce-net"
@@ -75,9 +78,12 @@ class DCENet(Enhancer):
     receptive_radius = RECEPTIVE_FIELD_RADIUS
     supports_fast = True
 
-    def __init__(self, width: int = 32, exposure: dict[str, float] | None = None) -> None:
+    def __init__(
+        self, width: int = 32, exposure: dict[str, float] | None = None, chroma_keep: float = 0.0
+    ) -> None:
         super().__init__()
         self.exposure = ExposureControl(**exposure) if exposure else None
+        self.chroma = KeepChroma(chroma_keep) if chroma_keep else None
         w = width
         self.e_conv1 = nn.Conv2d(3, w, 3, 1, 1)
         self.e_conv2 = nn.Conv2d(w, w, 3, 1, 1)
@@ -118,7 +124,11 @@ class DCENet(Enhancer):
     def apply(
         self, x: torch.Tensor, params: torch.Tensor, *, strength: float | torch.Tensor = 1.0
     ) -> torch.Tensor:
-        return apply_curves(x, scale_curves(params, strength))
+        y = apply_curves(x, scale_curves(params, strength))
+        return y if self.chroma is None else self.chroma(x, y)
+
+    def finish(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return y if self.chroma is None else keep_chroma_(x, y, self.chroma.k)
 
     def image_strength(self, x: torch.Tensor) -> torch.Tensor | None:
         return None if self.exposure is None else self.exposure(x)

@@ -319,3 +319,26 @@ def cross_validate(
     weights = _kind_weights(kwargs.get("sice_weight", 1.0), kwargs.get("normal_weight", 0.25))
     objective = sum(weights[k] * (v["psnr"] + 20 * v["ssim"]) for k, v in table.items())
     return {"terms": list(terms), "folds": folds, "objective": round(float(objective), 3), "held_out": table}
+
+
+def grid_objective(
+    rows: Sequence[dict], grid: Sequence[float], *, normal_weight: float = 0.25, sice_weight: float = 1.0
+) -> dict:
+    """The fit's objective (weighted mean PSNR + 20 SSIM over the kinds) at each value of a 1-D setting.
+
+    ``rows`` hold ``psnr``/``ssim`` lists over ``grid`` instead of over strengths, e.g. the chroma-keeping
+    weight of :mod:`sclle.models.chroma` at each pair's own strength (``fit_exposure.py --chroma``). Returns
+    the objective per value, the best value (the smallest on a tie) and the per-kind table at each value.
+    """
+    G, w = _objective(rows, np.asarray(grid, dtype=float), normal_weight=normal_weight,
+                      sice_weight=sice_weight, niqe_weight=0.0)  # fmt: skip
+    score = (G * w[:, None]).sum(0) / w.sum()
+    best = int(np.argmax(np.round(score, 9)))
+    kinds = [k for k in KINDS if any(r["kind"] == k for r in rows)]
+    table = {
+        f"{v:g}": {k: {m: round(float(np.mean([r[m][j] for r in rows if r["kind"] == k])), 4)
+                       for m in ("psnr", "ssim")} for k in kinds}
+        for j, v in enumerate(grid)
+    }  # fmt: skip
+    objective = {f"{v:g}": round(float(score[j]), 4) for j, v in enumerate(grid)}
+    return {"objective": objective, "best": float(grid[best]), "table": table}
