@@ -9,29 +9,19 @@ end to end in fast mode (its default scale) and exact mode, with the bundled chr
 
 from __future__ import annotations
 
-import argparse
-import json
-from pathlib import Path
-
 import torch
-from timing import best
+from timing import ab_modes, best, dark_image, parser, report
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--size", default="1920x1080", help="WxH")
+    ap = parser(__doc__.splitlines()[0])
     ap.add_argument("--k", type=float, default=None, help="chroma weight (default: the bundled default's)")
-    ap.add_argument("--out", default=None)
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
-    from sclle.enhancement.engine import Engine, EngineConfig
     from sclle.models.chroma import KeepChroma, keep_chroma_
     from sclle.models.registry import load_weights
 
-    w, h = (int(v) for v in a.size.split("x"))
-    x = torch.rand(1, 3, h, w, generator=torch.Generator().manual_seed(0)) * 0.3
+    x = dark_image(a.size)
     net, entry = load_weights(None)
     k = a.k if a.k is not None else (net.chroma.k if net.chroma is not None else 0.25)
     net.chroma = KeepChroma(k)
@@ -39,21 +29,17 @@ def main() -> None:
     plain.chroma = None
     scale = entry.fast_scale if entry is not None else 0.25
     y = torch.rand_like(x)
-    rows = {}
     with torch.inference_mode():
-        rows["chroma step alone"] = best(lambda: keep_chroma_(x, y.clone(), k), a.repeats)
-        rows["copy of the image (the step's clone above)"] = best(lambda: y.clone(), a.repeats)
-        for mode, cfg in (("fast", EngineConfig(fast_scale=scale)), ("exact", EngineConfig())):
-            reps = a.repeats if mode == "fast" else max(1, a.repeats // 2)
-            rows[f"{mode}, with chroma k={k:g}"] = best(lambda cfg=cfg: Engine(net, cfg)(x), reps)
-            rows[f"{mode}, without"] = best(lambda cfg=cfg: Engine(plain, cfg)(x), reps)
+        rows = {
+            "chroma step alone": best(lambda: keep_chroma_(x, y.clone(), k), a.repeats),
+            "copy of the image (the step's clone above)": best(lambda: y.clone(), a.repeats),
+        }
+        rows |= ab_modes({f"with chroma k={k:g}": net, "without": plain}, x, scale, a.repeats)
     out = {"size": a.size, "threads": a.threads, "k": k, "seconds": rows}
     out["with / without"] = {
         m: rows[f"{m}, with chroma k={k:g}"] / rows[f"{m}, without"] for m in ("fast", "exact")
     }
-    print(json.dumps(out, indent=1))
-    if a.out:
-        Path(a.out).write_text(json.dumps(out, indent=1) + "\n")
+    report(out, a.out)
 
 
 if __name__ == "__main__":

@@ -10,51 +10,36 @@ with the luminance-only rule of the session-8 default (same network).
 
 from __future__ import annotations
 
-import argparse
-import json
-from pathlib import Path
-
 import torch
-from timing import best
+from timing import ab_modes, best, dark_image, parser, report
 
 #: The session-8 default's luminance-only rule (docs/deviations.md), for the comparison row.
 LUMINANCE_RULE = {"a": -2.3, "b": -1.0, "c": -2.1, "lo": 0.0, "hi": 1.5}
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--size", default="1920x1080", help="WxH")
-    ap.add_argument("--out", default=None)
-    a = ap.parse_args()
+    a = parser(__doc__.splitlines()[0]).parse_args()
     torch.set_num_threads(a.threads)
-    from sclle.enhancement.engine import Engine, EngineConfig
     from sclle.models.exposure import ExposureControl, colour_stats, luminance_stats
     from sclle.models.registry import load_weights
 
-    w, h = (int(v) for v in a.size.split("x"))
-    x = torch.rand(1, 3, h, w, generator=torch.Generator().manual_seed(0)) * 0.3
+    x = dark_image(a.size)
     net, entry = load_weights(None)
     colour_rule = net.exposure
     old, _ = load_weights(None)
     old.exposure = ExposureControl(**LUMINANCE_RULE)
     scale = entry.fast_scale if entry is not None else 0.25
-    rows = {}
     with torch.inference_mode():
-        rows["luminance statistics"] = best(lambda: luminance_stats(x), a.repeats)
-        rows["colour statistics"] = best(lambda: colour_stats(x), a.repeats)
-        for mode, cfg in (("fast", EngineConfig(fast_scale=scale)), ("exact", EngineConfig())):
-            reps = a.repeats if mode == "fast" else max(1, a.repeats // 2)
-            rows[f"{mode}, colour rule"] = best(lambda cfg=cfg: Engine(net, cfg)(x), reps)
-            rows[f"{mode}, luminance rule"] = best(lambda cfg=cfg: Engine(old, cfg)(x), reps)
+        rows = {
+            "luminance statistics": best(lambda: luminance_stats(x), a.repeats),
+            "colour statistics": best(lambda: colour_stats(x), a.repeats),
+        }
+        rows |= ab_modes({"colour rule": net, "luminance rule": old}, x, scale, a.repeats)
     out = {"size": a.size, "threads": a.threads, "rule": colour_rule.config(), "seconds": rows}
     out["colour rule / luminance rule"] = {
         m: rows[f"{m}, colour rule"] / rows[f"{m}, luminance rule"] for m in ("fast", "exact")
     }
-    print(json.dumps(out, indent=1))
-    if a.out:
-        Path(a.out).write_text(json.dumps(out, indent=1) + "\n")
+    report(out, a.out)
 
 
 if __name__ == "__main__":
