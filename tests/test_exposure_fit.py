@@ -277,3 +277,34 @@ def test_grid_objective_picks_the_setting_the_kinds_agree_on():
     assert out["table"]["0.5"]["sice"]["psnr"] == 19.0 and out["table"]["1"]["camvid_dark"]["ssim"] == 0.85
     with pytest.raises(ValueError, match="strengths"):
         grid_objective(rows, [0.0, 1.0])  # the rows do not match the grid
+
+
+def test_chroma_sweep_scores_each_weight_on_the_curves_own_output():
+    import importlib.util
+    from pathlib import Path
+
+    import torch
+
+    from sclle.metrics import create
+    from sclle.models.base import apply_le_curves
+    from sclle.models.chroma import keep_chroma
+    from sclle.models.dce import DCENet
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "fit_exposure.py"
+    spec = importlib.util.spec_from_file_location("fit_exposure_script", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    torch.manual_seed(0)
+    net = DCENet().eval()  # no exposure rule: strength 1
+    with torch.no_grad():
+        net.e_conv7.bias.fill_(-0.5)
+    ref = torch.rand(1, 3, 32, 32)
+    x = (0.4 * ref**2).clamp(0, 1)  # darkened by a per-channel gamma: more saturated than ref
+    rows = script.chroma_sweep(net, [("camvid_dark", "p", x, ref)], [0.0, 1.0], progress=False)
+    assert len(rows) == 1 and len(rows[0]["psnr"]) == 2 and len(rows[0]["ssim"]) == 2
+    half = script._half
+    with torch.no_grad():
+        y = apply_le_curves(half(x), half(net(x)))
+    psnr = create("psnr")
+    assert rows[0]["psnr"][0] == pytest.approx(float(psnr(y, half(ref))), abs=1e-4)  # k = 0: the curves alone
+    assert rows[0]["psnr"][1] == pytest.approx(float(psnr(keep_chroma(half(x), y, 1.0), half(ref))), abs=1e-4)
