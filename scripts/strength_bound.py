@@ -107,6 +107,9 @@ def bound(path: Path) -> None:
         for m, A in M[p].items():
             best = A.min(1) if m == "niqe" else A.max(1)
             print(f"{p} {m} at each image's own best strength (an oracle): {best.mean():.3f}")
+            means = A.mean(0)
+            j = int(means.argmin() if m == "niqe" else means.argmax())
+            print(f"{p} {m} at the best single strength for all its images ({S[j]:g}): {means[j]:.3f}")
     results = []
     for hi in (1.5, 2.0):
         for a in np.arange(-6, 1.01, 0.25):

@@ -161,16 +161,22 @@ def test_a_spread_fit_that_picks_zero_writes_no_d():
     assert out["exposure"] == {"a": A0, "b": B0, "c": 0.0, "lo": 0.0, "hi": 2.5}
 
 
-def test_add_stats_fills_old_sweeps_only_from_the_same_pairs():
+def _script():
+    """``scripts/fit_exposure.py`` as a module (it is a script, not part of the package)."""
     import importlib.util
     from pathlib import Path
-
-    import torch
 
     path = Path(__file__).resolve().parents[1] / "scripts" / "fit_exposure.py"
     spec = importlib.util.spec_from_file_location("fit_exposure_script", path)
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
+    return script
+
+
+def test_add_stats_fills_old_sweeps_only_from_the_same_pairs():
+    import torch
+
+    script = _script()
     torch.manual_seed(0)
     images = [torch.rand(1, 3, 16, 16) * k for k in (0.2, 0.6)]
     pairs = [("sice", f"p{i}", x, x) for i, x in enumerate(images)]
@@ -280,9 +286,6 @@ def test_grid_objective_picks_the_setting_the_kinds_agree_on():
 
 
 def test_chroma_sweep_scores_each_weight_on_the_curves_own_output():
-    import importlib.util
-    from pathlib import Path
-
     import torch
 
     from sclle.metrics import create
@@ -290,10 +293,7 @@ def test_chroma_sweep_scores_each_weight_on_the_curves_own_output():
     from sclle.models.chroma import keep_chroma
     from sclle.models.dce import DCENet
 
-    path = Path(__file__).resolve().parents[1] / "scripts" / "fit_exposure.py"
-    spec = importlib.util.spec_from_file_location("fit_exposure_script", path)
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    script = _script()
     torch.manual_seed(0)
     net = DCENet().eval()  # no exposure rule: strength 1
     with torch.no_grad():
